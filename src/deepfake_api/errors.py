@@ -1,0 +1,74 @@
+"""Domain errors: each carries its HTTP status, a stable problem `type` and a title.
+
+Modules below the API (preprocess, model, engine) raise these; one handler in the API layer
+renders them as RFC 9457 `application/problem+json`. Nothing here imports HTTP code.
+"""
+
+from __future__ import annotations
+
+PROBLEM_BASE = "https://deepfake-api.example/problems/"
+
+
+class DeepfakeError(Exception):
+    """Base class: a failure a client can understand, with its status and stable type."""
+
+    status: int = 500
+    slug: str = "internal-error"
+    title: str = "Internal server error"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+
+    @property
+    def type(self) -> str:
+        return PROBLEM_BASE + self.slug
+
+
+class InvalidImage(DeepfakeError):
+    status, slug, title = 422, "invalid-image", "The image could not be decoded"
+
+
+class ImageTooSmall(DeepfakeError):
+    status, slug, title = 422, "image-too-small", "The image is too small to judge"
+
+
+class UnsupportedMediaType(DeepfakeError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported image type"
+
+
+class PayloadTooLarge(DeepfakeError):
+    status, slug, title = 413, "payload-too-large", "The upload is too large"
+
+
+class ImageTooLarge(DeepfakeError):
+    status, slug, title = 413, "image-too-large", "The image has too many pixels"
+
+
+class InvalidUpload(DeepfakeError):
+    status, slug, title = 400, "invalid-upload", "The upload is not a single image file"
+
+
+class ModelNotReady(DeepfakeError):
+    status, slug, title = 503, "model-not-ready", "The model is not loaded yet"
+
+
+class Overloaded(DeepfakeError):
+    status, slug, title = 503, "overloaded", "The service is at capacity"
+
+
+class DeadlineExceeded(DeepfakeError):
+    status, slug, title = 503, "deadline-exceeded", "The request took too long"
+
+
+class Unauthorized(DeepfakeError):
+    status, slug, title = 401, "unauthorized", "A valid API key is required"
+
+
+class RateLimited(DeepfakeError):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+
+class ModelCardError(Exception):
+    """The model file and its card do not match (raised at startup, never to a client)."""

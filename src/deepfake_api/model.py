@@ -1,0 +1,151 @@
+"""Load the Keras CNN with its model card, check them against each other, and predict.
+
+The network outputs one logit per image. The card says how to turn it into an honest
+P(fake) (temperature scaling fitted on validation) and where the verdict is `uncertain`.
+Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from deepfake_api import preprocess
+from deepfake_api.errors import ModelCardError
+
+Label = Literal["real", "fake", "uncertain"]
+CARD_NAME = "model_card.json"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a logit becomes a calibrated score and a label (from the card)."""
+
+    temperature: float
+    threshold: float
+    band_low: float
+    band_high: float
+
+    def score(self, logits: np.ndarray) -> np.ndarray:
+        z = np.asarray(logits, dtype=np.float64) / self.temperature
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def label(self, score: float) -> Label:
+        if score >= self.band_high:
+            return "fake"
+        if score <= self.band_low:
+            return "real"
+        return "uncertain"
+
+    @classmethod
+    def from_card(cls, card: dict[str, Any]) -> Decision:
+        cal, dec = card["calibration"], card["decision"]
+        return cls(
+            temperature=float(cal["temperature"]),
+            threshold=float(dec["threshold"]),
+            band_low=float(dec["uncertain_band"][0]),
+            band_high=float(dec["uncertain_band"][1]),
+        )
+
+
+def read_card(model_path: Path) -> dict[str, Any]:
+    card_path = model_path.with_name(CARD_NAME)
+    if not card_path.is_file():
+        raise ModelCardError(f"no model card beside {model_path} (expected {card_path})")
+    card: dict[str, Any] = json.loads(card_path.read_text())
+    inputs = card.get("input", {})
+    expected = {"local_size": preprocess.LOCAL_SIZE, "global_size": preprocess.GLOBAL_SIZE}
+    for key, value in expected.items():
+        if inputs.get(key) != value:
+            raise ModelCardError(f"card input {key}={inputs.get(key)} but preprocessing uses {value}")
+    return card
+
+
+class DeepfakeModel:
+    """The served CNN: `load()` once, then `predict(local, global_)` from any one thread."""
+
+    def __init__(self, path: Path, *, threads: int = 0) -> None:
+        self.path = Path(path)
+        self.threads = threads
+        self.card: dict[str, Any] = {}
+        self.sha256 = ""
+        self.decision: Decision | None = None
+        self._fn: Any = None
+        self.ready = False
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name", self.path.stem))
+
+    @property
+    def version(self) -> str:
+        return str(self.card.get("version", "unknown"))
+
+    def load(self) -> None:
+        """Read and verify the card, load the network and compile a fixed-shape call."""
+        self.card = read_card(self.path)
+        self.sha256 = sha256_file(self.path)
+        if self.card.get("sha256") not in (None, self.sha256):
+            raise ModelCardError(f"{self.path} has sha256 {self.sha256}, the card says {self.card['sha256']}")
+        self.decision = Decision.from_card(self.card)
+        self._fn = compile_predictor(self.path, threads=self.threads)
+
+    def warm(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
+        """Run dummy batches so the first request does not pay for tracing."""
+        for n in batch_sizes:
+            self.predict_logits(*_zeros(n))
+        self.ready = True
+
+    def predict_logits(self, local: np.ndarray, global_: np.ndarray) -> np.ndarray:
+        """Raw logits for a batch of uint8 views (N x 160 x 160 x 3, N x 64 x 64 x 3)."""
+        out = self._fn(local.astype(np.float32), global_.astype(np.float32))
+        return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+def _zeros(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        np.zeros((n, preprocess.LOCAL_SIZE, preprocess.LOCAL_SIZE, 3), np.uint8),
+        np.zeros((n, preprocess.GLOBAL_SIZE, preprocess.GLOBAL_SIZE, 3), np.uint8),
+    )
+
+
+def compile_predictor(path: Path, *, threads: int = 0) -> Any:
+    """Load a .keras file and wrap it in a tf.function with a fixed input signature."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # already initialised in this process: keep its setting
+            pass
+    net = keras.models.load_model(path, compile=False)
+    ls, gs = preprocess.LOCAL_SIZE, preprocess.GLOBAL_SIZE
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, ls, ls, 3], tf.float32),
+            tf.TensorSpec([None, gs, gs, 3], tf.float32),
+        ],
+        reduce_retracing=True,
+    )
+    def fn(local: Any, global_: Any) -> Any:
+        return net({"local": local, "global": global_}, training=False)
+
+    return fn

@@ -1,0 +1,1 @@
+"""Training, audit, split, calibration and evaluation. Uses preprocess and model, never the API."""
