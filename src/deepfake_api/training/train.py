@@ -96,7 +96,7 @@ def train(args: argparse.Namespace) -> Path:
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
         keras.callbacks.BackupAndRestore(str(out / "backup")),
     ]
-    model.fit(batches, epochs=args.epochs, callbacks=callbacks, verbose=0)
+    model.fit(batches, epochs=args.epochs, callbacks=callbacks, verbose=args.verbose)
     model.save(out / "last.keras")
     (out / "train_args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=2))
     return out / "best.keras"
@@ -115,6 +115,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--exclude-source", default="", help="leave-one-source-out: train without it")
     ap.add_argument("--quick", action="store_true", help="tiny subset, 1 epoch: proves the pipeline")
+    ap.add_argument("--verbose", type=int, default=0, help="Keras progress output (0, 1 or 2)")
     return ap
 
 

@@ -1,0 +1,3 @@
+"""Deepfake image detection service."""
+
+__version__ = "1.0.0"

@@ -1,0 +1,57 @@
+"""Dependencies, declared once as Annotated aliases."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from deepfake_api.config import Settings
+from deepfake_api.engine import InferenceEngine
+from deepfake_api.errors import RateLimited, Unauthorized
+from deepfake_api.model import DeepfakeModel
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_engine(request: Request) -> InferenceEngine:
+    engine: InferenceEngine = request.app.state.engine
+    return engine
+
+
+def get_model(request: Request) -> DeepfakeModel:
+    model: DeepfakeModel = request.app.state.model
+    return model
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+EngineDep = Annotated[InferenceEngine, Depends(get_engine)]
+ModelDep = Annotated[DeepfakeModel, Depends(get_model)]
+
+
+def check_api_key(request: Request, settings: SettingsDep) -> None:
+    """When an API key is configured, require it (constant-time compare)."""
+    if settings.api_key is None:
+        return
+    given = request.headers.get("x-api-key", "")
+    if not secrets.compare_digest(given.encode(), settings.api_key.get_secret_value().encode()):
+        raise Unauthorized("Send the API key in the X-API-Key header.", headers={"WWW-Authenticate": "X-API-Key"})
+
+
+def check_rate_limit(request: Request) -> None:
+    """Per-client limit (by client address) when DEEPFAKE_RATE_LIMIT is set."""
+    limiter = request.app.state.rate_limiter
+    if limiter is None:
+        return
+    client = request.client.host if request.client else "unknown"
+    if not limiter.hit(request.app.state.rate_limit, "predict", client):
+        stats = limiter.get_window_stats(request.app.state.rate_limit, "predict", client)
+        wait = max(1, int(stats.reset_time - time.time()) + 1)
+        raise RateLimited(
+            f"More than {request.app.state.rate_limit} from {client}.", headers={"Retry-After": str(wait)}
+        )

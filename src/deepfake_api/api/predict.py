@@ -1,0 +1,91 @@
+"""POST /predict: one image in, a calibrated verdict out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from deepfake_api.api.deps import EngineDep, ModelDep, SettingsDep, check_api_key, check_rate_limit
+from deepfake_api.api.problems import request_id_of
+from deepfake_api.api.upload import read_upload
+from deepfake_api.errors import DeadlineExceeded
+from deepfake_api.preprocess import MEDIA_TYPES
+from deepfake_api.schemas import ImageInfo, ModelInfo, Prediction, Problem
+
+router = APIRouter(tags=["predict"])
+
+_PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "One image: " + ", ".join(MEDIA_TYPES.values()),
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/predict",
+    response_model=Prediction,
+    summary="Judge one image: real, fake or uncertain",
+    description=(
+        "Upload one image as multipart/form-data in the field `file`. The type is detected from the "
+        "bytes (JPEG, PNG, WebP, BMP, GIF first frame, TIFF). `score` is the calibrated probability "
+        "that the image is fake; `label` is `uncertain` inside the model card's band."
+    ),
+    openapi_extra=_UPLOAD_BODY,
+    dependencies=[Depends(check_api_key), Depends(check_rate_limit)],
+    responses={
+        400: {**_PROBLEM, "description": "Not a single file in the field `file`"},
+        401: {**_PROBLEM, "description": "API key missing or wrong (when one is configured)"},
+        413: {**_PROBLEM, "description": "Upload or image too large"},
+        415: {**_PROBLEM, "description": "Not an accepted image type"},
+        422: {**_PROBLEM, "description": "Corrupt, truncated or too small image"},
+        429: {**_PROBLEM, "description": "Rate limit reached (when one is configured)"},
+        503: {**_PROBLEM, "description": "Not ready, at capacity or past the deadline; see Retry-After"},
+    },
+)
+async def predict(request: Request, engine: EngineDep, model: ModelDep, settings: SettingsDep) -> Prediction:
+    started = time.perf_counter()
+    upload = await read_upload(request, settings.max_upload_bytes)
+    try:
+        verdict = await asyncio.wait_for(engine.predict(upload.data), settings.request_timeout_s)
+    except TimeoutError:
+        raise DeadlineExceeded(
+            f"No verdict within {settings.request_timeout_s:g} s; retry later.",
+            headers={"Retry-After": str(settings.retry_after_s)},
+        ) from None
+    request.state.log_extra = {
+        "image_bytes": len(upload.data),
+        "image_format": verdict.image.format,
+        "label": verdict.label,
+    }
+    decision = model.decision
+    assert decision is not None
+    return Prediction(
+        label=verdict.label,
+        score=round(verdict.score, 6),
+        threshold=decision.threshold,
+        uncertain_band=(decision.band_low, decision.band_high),
+        model=ModelInfo(name=model.name, version=model.version, sha256=model.sha256),
+        image=ImageInfo(width=verdict.image.width, height=verdict.image.height, format=verdict.image.format),
+        processing_time_ms=round((time.perf_counter() - started) * 1000, 2),
+        request_id=request_id_of(request),
+        warnings=verdict.image.warnings,
+    )

@@ -1,0 +1,123 @@
+"""Read one uploaded file from a multipart body into memory, streaming, with a size cap.
+
+Starlette's UploadFile spools bodies over 1 MB to a temporary file; uploads here never
+touch the disk. The body is fed chunk by chunk to python-multipart's parser and refused
+(413) as soon as it passes the limit, before the rest is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from deepfake_api.errors import InvalidUpload, PayloadTooLarge, UnsupportedMediaType
+
+FIELD = "file"
+
+
+@dataclass
+class Upload:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass
+class _Part:
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.parts: list[_Part] = []
+        self._name = b""
+        self._value = b""
+
+    def on_part_begin(self) -> None:
+        self.parts.append(_Part())
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self.parts[-1]
+        part.chunks.append(data[start:end])
+        part.size += end - start
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.parts[-1].headers[self._name.lower()] = self._value
+        self._name, self._value = b"", b""
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The upload exceeds the limit of {limit} bytes ({limit / 1048576:.1f} MiB).")
+
+
+async def read_upload(request: Request, max_bytes: int) -> Upload:
+    """The single file in field `file` of a multipart/form-data body."""
+    media, params = parse_options_header(request.headers.get("content-type", ""))
+    if media != b"multipart/form-data" or not params.get(b"boundary"):
+        raise UnsupportedMediaType(
+            "Send the image as multipart/form-data with the field 'file' (curl -F file=@face.jpg …)."
+        )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    collector = _Collector()
+    parser = MultipartParser(
+        params[b"boundary"],
+        {
+            "on_part_begin": collector.on_part_begin,
+            "on_part_data": collector.on_part_data,
+            "on_header_field": collector.on_header_field,
+            "on_header_value": collector.on_header_value,
+            "on_header_end": collector.on_header_end,
+        },
+    )
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > max_bytes:
+                raise _too_large(max_bytes)
+            parser.write(chunk)
+        parser.finalize()
+    except ClientDisconnect:
+        raise InvalidUpload("The client closed the connection before the upload finished.") from None
+    except (PayloadTooLarge, InvalidUpload):
+        raise
+    except Exception as exc:  # python-multipart raises its own errors on malformed bodies
+        raise InvalidUpload(f"The multipart body is malformed ({type(exc).__name__}).") from None
+    return _single_file(collector.parts)
+
+
+def _single_file(parts: list[_Part]) -> Upload:
+    files = []
+    names = []
+    for part in parts:
+        _, opts = parse_options_header(part.headers.get(b"content-disposition", b""))
+        name = opts.get(b"name", b"").decode("latin-1")
+        names.append(name)
+        if name == FIELD:
+            files.append((part, opts))
+    if not files:
+        seen = ", ".join(repr(n) for n in names) or "none"
+        raise InvalidUpload(f"No field named '{FIELD}' in the form (fields seen: {seen}).")
+    if len(files) > 1:
+        raise InvalidUpload(f"Send exactly one file in '{FIELD}'; got {len(files)}. Use one request per image.")
+    part, opts = files[0]
+    if part.size == 0:
+        raise InvalidUpload("The uploaded file is empty.")
+    ctype, _ = parse_options_header(part.headers.get(b"content-type", b"application/octet-stream"))
+    return Upload(
+        filename=opts.get(b"filename", b"").decode("utf-8", "replace"),
+        content_type=ctype.decode("latin-1"),
+        data=b"".join(part.chunks),
+    )

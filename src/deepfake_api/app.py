@@ -1,0 +1,116 @@
+"""The application factory and its lifespan: load and warm the model once, run the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from pythonjsonlogger.json import JsonFormatter
+
+from deepfake_api import __version__, metrics
+from deepfake_api.api import health, page, predict, problems
+from deepfake_api.api import metrics as metrics_route
+from deepfake_api.api.middleware import RequestContext
+from deepfake_api.config import Settings, get_settings
+from deepfake_api.engine import InferenceEngine
+from deepfake_api.model import DeepfakeModel, read_card
+from deepfake_api.preprocess import preprocess
+
+log = logging.getLogger("deepfake_api")
+
+DESCRIPTION = """Upload a face image, get back whether it looks **real**, **fake** or
+**uncertain**, with a calibrated probability (`score`) that it is fake.
+
+Every error is `application/problem+json` (RFC 9457) with a stable `type`.
+The demo page is at [/](/); metrics at [/metrics](/metrics)."""
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler()
+    if settings.log_json:
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("deepfake_api")
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    root.propagate = False
+
+
+async def _load(app: FastAPI) -> None:
+    """Load and warm the model off the event loop, then start the engine: the app is ready."""
+    model: DeepfakeModel = app.state.model
+    engine: InferenceEngine = app.state.engine
+    settings: Settings = app.state.settings
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, model.load)
+    await loop.run_in_executor(None, model.warm, tuple(sorted({1, settings.max_batch_size})))
+    await engine.start()
+    metrics.MODEL_INFO.info({"name": model.name, "version": model.version, "sha256": model.sha256})
+    log.info("ready", extra={"model": model.name, "version": model.version, "sha256": model.sha256})
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    read_card(settings.model_path)  # a missing or mismatched card fails startup at once
+    loader = asyncio.create_task(_load(app), name="model-load")
+    app.state.loader = loader
+    try:
+        yield
+    finally:
+        if not loader.done():
+            loader.cancel()
+        await app.state.engine.stop()
+
+
+def create_app(settings: Settings | None = None, model: DeepfakeModel | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+    model = model or DeepfakeModel(settings.model_path, threads=settings.inference_threads)
+    app = FastAPIOffline(
+        title="Deepfake image detection API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.model = model
+    app.state.engine = InferenceEngine(
+        model,
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_batch_wait_ms,
+        max_in_flight=settings.max_in_flight,
+        decode_threads=settings.decode_threads,
+        retry_after_s=settings.retry_after_s,
+        decode=partial(preprocess, max_pixels=settings.max_pixels, min_side=settings.min_side),
+    )
+    app.state.rate_limit, app.state.rate_limiter = _rate_limiter(settings.rate_limit)
+    problems.install(app)
+    for router in (predict.router, health.router, metrics_route.router, page.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=str(page.STATIC_DIR)), name="static")
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestContext)
+    return app
+
+
+def _rate_limiter(spec: str) -> tuple[RateLimitItem | None, MovingWindowRateLimiter | None]:
+    if not spec:
+        return None, None
+    return parse(spec), MovingWindowRateLimiter(MemoryStorage())

@@ -1,0 +1,114 @@
+"""deepfake-api: serve the API, judge images from the shell, evaluate on a labelled folder.
+
+    deepfake-api serve [--host H] [--port P] [--workers N] [--model PATH]
+    deepfake-api predict FILE... [--url URL] [--json]   exit 0: none fake, 1: some fake, 2: error
+    deepfake-api evaluate DIR [--url URL] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from deepfake_api.config import get_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    overrides = {"DEEPFAKE_HOST": args.host, "DEEPFAKE_PORT": args.port, "DEEPFAKE_WORKERS": args.workers}
+    overrides["DEEPFAKE_MODEL_PATH"] = args.model
+    for key, value in overrides.items():
+        if value is not None:
+            os.environ[key] = str(value)  # workers are new processes: they read the environment
+    get_settings.cache_clear()
+    settings = get_settings()
+    uvicorn.run(
+        "deepfake_api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=30,
+        access_log=False,  # the app logs one JSON line per request itself
+        server_header=False,
+    )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from deepfake_api.client import ScoreError, make_scorer
+
+    try:
+        scorer = make_scorer(args.url, args.model or get_settings().model_path, args.api_key)
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows, failed, fake = [], False, False
+    try:
+        for name in args.files:
+            path = Path(name)
+            try:
+                body = scorer.score(path.read_bytes(), path.name)
+                fake = fake or body["label"] == "fake"
+                rows.append({"file": name, **body})
+            except (OSError, ScoreError) as exc:
+                failed = True
+                rows.append({"file": name, "error": str(exc)})
+    finally:
+        scorer.close()
+    if args.json:
+        print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
+    else:
+        width = max(len(r["file"]) for r in rows)
+        print(f"{'file':<{width}}  {'label':<9}  {'P(fake)':>7}")
+        for r in rows:
+            verdict = f"{r['label']:<9}  {r['score']:>7.3f}" if "label" in r else f"error: {r['error']}"
+            print(f"{r['file']:<{width}}  {verdict}")
+    return 2 if failed else 1 if fake else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from deepfake_api.training.evaluate import run
+
+    run(args.data, url=args.url, model_path=args.model or get_settings().model_path, out=args.out, split=args.split)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="deepfake-api", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the HTTP service")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int)
+    s.add_argument("--model", type=Path, help="model .keras file (its model_card.json beside it)")
+    s.set_defaults(func=_serve)
+    p = sub.add_parser("predict", help="judge image files")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--url", help="a running service, e.g. http://127.0.0.1:8000 (default: in-process)")
+    p.add_argument("--model", type=Path)
+    p.add_argument("--api-key", default=os.environ.get("DEEPFAKE_API_KEY"))
+    p.add_argument("--json", action="store_true", help="print the JSON responses")
+    p.set_defaults(func=_predict)
+    e = sub.add_parser("evaluate", help="score a labelled folder (MANIFEST.csv or real/ and fake/)")
+    e.add_argument("data", type=Path)
+    e.add_argument("--url")
+    e.add_argument("--model", type=Path)
+    e.add_argument("--split", default="", help="only this split of reports/data/split.csv (e.g. test)")
+    e.add_argument("--out", type=Path, default=Path("reports/eval"))
+    e.set_defaults(func=_evaluate)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Settings, read once from the environment (prefix DEEPFAKE_); defaults serve the committed model."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_REPO_MODEL = Path(__file__).resolve().parents[2] / "models" / "model.keras"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEEPFAKE_", env_ignore_empty=True, extra="ignore")
+
+    model_path: Path = _REPO_MODEL
+    """The .keras file; its model_card.json must sit beside it."""
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    """uvicorn worker processes; each loads its own copy of the model."""
+
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    """Largest accepted request body; enforced while it streams in (413 beyond)."""
+    max_pixels: int = Field(40_000_000, ge=10_000)
+    """Largest width x height, read from the image header before decoding (413 beyond)."""
+    min_side: int = Field(32, ge=1)
+    """Smallest accepted image side in pixels (422 below)."""
+
+    max_batch_size: int = Field(16, ge=1, le=256)
+    max_batch_wait_ms: float = Field(2.0, ge=0.0, le=100.0)
+    """How long a batch waits for requests already being decoded; never waits when idle."""
+    max_in_flight: int = Field(64, ge=1)
+    """Requests admitted at once (decoding, queued or in the model); beyond it 503 + Retry-After."""
+    decode_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    inference_threads: int = Field(0, ge=0)
+    """TensorFlow intra-op threads (0: TensorFlow's default, all cores)."""
+    request_timeout_s: float = Field(10.0, gt=0)
+    """Per-request deadline for /predict (503 beyond)."""
+    retry_after_s: int = Field(1, ge=1)
+
+    api_key: SecretStr | None = None
+    """When set, /predict requires it in the X-API-Key header."""
+    cors_origins: list[str] = []
+    """Origins allowed to call the API from a browser (none by default)."""
+    rate_limit: str = ""
+    """Per-client limit in `limits` notation, e.g. "60/minute"; empty: no limit."""
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        return v.upper()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
