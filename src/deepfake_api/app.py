@@ -7,9 +7,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from limits import RateLimitItem, parse
@@ -107,7 +109,24 @@ def create_app(settings: Settings | None = None, model: DeepfakeModel | None = N
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(RequestContext)
+    app.openapi = partial(_openapi_with_problems, app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
+    """Error responses are documented as application/problem+json only (FastAPI adds application/json)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        for ops in schema["paths"].values():
+            for op in ops.values():
+                for status, resp in op.get("responses", {}).items():
+                    content = resp.get("content", {})
+                    if status >= "400" and "application/problem+json" in content and "application/json" in content:
+                        content["application/problem+json"] = content.pop("application/json")
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def _rate_limiter(spec: str) -> tuple[RateLimitItem | None, MovingWindowRateLimiter | None]:

@@ -26,6 +26,7 @@ from deepfake_api import preprocess
 from deepfake_api.model import CARD_NAME, compile_predictor, sha256_file
 from deepfake_api.training.data import DEFAULT_DATA_DIR
 from deepfake_api.training.dataset import eval_arrays, items_by_split, load_images
+from deepfake_api.training.evalmetrics import ece, per_source_auc, summary
 
 PRECISION = 0.95
 THRESHOLD = 0.5
@@ -63,18 +64,6 @@ def choose_band(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
         if (1 - y[sel]).mean() >= PRECISION:
             low = float(t)
     return round(min(low, MIN_BAND[0]), 4), round(max(high, MIN_BAND[1]), 4)
-
-
-def ece(y: np.ndarray, p: np.ndarray, bins: int = 15) -> float:
-    """Expected calibration error with equal-width bins on P(fake)."""
-    edges = np.linspace(0, 1, bins + 1)
-    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        m = idx == b
-        if m.any():
-            total += m.mean() * abs(p[m].mean() - y[m].mean())
-    return float(total)
 
 
 def build_card(
@@ -125,8 +114,6 @@ def build_card(
 def calibrate(run: Path, out: Path, data: Path, split_csv: Path) -> dict[str, Any]:
     import keras
 
-    from deepfake_api.training.train import per_source_auc
-
     model_file = run / "best.keras"
     val = load_images(items_by_split(data, split_csv)["val"])
     x = eval_arrays(val)
@@ -138,15 +125,10 @@ def calibrate(run: Path, out: Path, data: Path, split_csv: Path) -> dict[str, An
     temperature = fit_temperature(y, logits)
     score = _sigmoid(logits / temperature)
     band = choose_band(y, score)
-    confident = (score <= band[0]) | (score >= band[1])
     val_metrics = {
+        **summary(y, score, threshold=THRESHOLD, band=band),
         "auc_per_source": per_source_auc(y, score, val.sources),
-        "ece": ece(y, score),
         "ece_uncalibrated": ece(y, _sigmoid(logits)),
-        "accuracy_at_threshold": float(((score >= THRESHOLD) == y).mean()),
-        "uncertain_share": float(1 - confident.mean()),
-        "accuracy_outside_band": float(((score >= THRESHOLD) == y)[confident].mean()) if confident.any() else None,
-        "images": len(y),
     }
     best = json.loads((run / "best.json").read_text()) if (run / "best.json").exists() else {}
     args = json.loads((run / "train_args.json").read_text()) if (run / "train_args.json").exists() else {}

@@ -16,20 +16,11 @@ from typing import Any
 
 import keras
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from deepfake_api.training.architecture import make_model
 from deepfake_api.training.data import DEFAULT_DATA_DIR, Item
 from deepfake_api.training.dataset import Images, TrainBatches, eval_arrays, items_by_split, load_images
-
-
-def per_source_auc(y: np.ndarray, score: np.ndarray, sources: np.ndarray) -> dict[str, float]:
-    out = {}
-    for src in sorted(set(sources)):
-        m = sources == src
-        if len(set(y[m])) == 2:
-            out[src] = float(roc_auc_score(y[m], score[m]))
-    return out
+from deepfake_api.training.evalmetrics import per_source_auc
 
 
 class ValidationAUC(keras.callbacks.Callback):

@@ -1,0 +1,52 @@
+"""Liveness and readiness, before and after the model is loaded."""
+
+from __future__ import annotations
+
+import threading
+
+from fastapi.testclient import TestClient
+
+from deepfake_api.app import create_app
+from deepfake_api.model import DeepfakeModel
+from tests.conftest import MODEL_PATH, make_settings, wait_ready
+from tests.utils.images import jpeg_bytes
+
+
+class GatedModel(DeepfakeModel):
+    """The real model, whose load waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__(MODEL_PATH)
+        self.gate = threading.Event()
+
+    def load(self) -> None:
+        assert self.gate.wait(60)
+        super().load()
+
+
+def test_ready_is_503_until_the_model_is_loaded_then_200() -> None:
+    model = GatedModel()
+    with TestClient(create_app(make_settings(), model=model)) as client:
+        live = client.get("/health/live")
+        assert live.status_code == 200
+        ready = client.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["ready"] is False and ready.json()["status"] == "starting"
+        early = client.post("/predict", files={"file": ("a.jpg", jpeg_bytes(), "image/jpeg")})
+        assert early.status_code == 503
+        assert early.headers["content-type"] == "application/problem+json"
+        assert early.headers["retry-after"] == "1"
+        assert early.json()["type"].endswith("/model-not-ready")
+        model.gate.set()
+        wait_ready(client)
+        body = client.get("/health").json()
+        assert body["ready"] is True and body["status"] == "ok"
+        assert body["model"]["version"] == model.version
+        assert client.post("/predict", files={"file": ("a.jpg", jpeg_bytes(), "image/jpeg")}).status_code == 200
+
+
+def test_health_reports_model_and_replica(client: TestClient) -> None:
+    r = client.get("/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["model"]["name"] and body["replica"]

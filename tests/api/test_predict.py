@@ -1,0 +1,112 @@
+"""POST /predict through the real app and the committed model."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import MODEL_PATH
+from tests.utils.images import jpeg_bytes, png_bytes
+
+
+def _post(client: TestClient, data: bytes, name: str = "face.jpg", **kw: object):  # type: ignore[no-untyped-def]
+    return client.post("/predict", files={"file": (name, data, "application/octet-stream")}, **kw)
+
+
+def test_predict_returns_the_documented_schema(client: TestClient) -> None:
+    r = _post(client, jpeg_bytes(300, 200))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert body["schema_version"] == "1"
+    assert body["label"] in {"real", "fake", "uncertain"}
+    assert isinstance(body["score"], float) and 0.0 <= body["score"] <= 1.0
+    low, high = body["uncertain_band"]
+    assert 0.0 <= low <= body["threshold"] <= high <= 1.0
+    expected = "fake" if body["score"] >= high else "real" if body["score"] <= low else "uncertain"
+    assert body["label"] == expected
+    assert body["image"] == {"width": 300, "height": 200, "format": "JPEG"}
+    assert body["model"]["sha256"] == hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest()
+    assert body["model"]["version"] and body["model"]["name"]
+    assert body["processing_time_ms"] > 0
+    assert body["warnings"] == []
+    assert body["request_id"] == r.headers["x-request-id"]
+
+
+def test_predict_is_deterministic_and_ignores_the_filename(client: TestClient) -> None:
+    data = png_bytes(180, 180, seed=3)
+    first = _post(client, data, "a.png").json()
+    second = _post(client, data, "../../etc/passwd").json()
+    assert first["score"] == second["score"]
+    assert first["image"]["format"] == "PNG"
+
+
+def test_predict_honours_an_incoming_request_id(client: TestClient) -> None:
+    r = _post(client, jpeg_bytes(), headers={"X-Request-ID": "client-abc-123"})
+    assert r.headers["x-request-id"] == "client-abc-123"
+    assert r.json()["request_id"] == "client-abc-123"
+
+
+def test_predict_replaces_an_unsafe_request_id(client: TestClient) -> None:
+    r = _post(client, jpeg_bytes(), headers={"X-Request-ID": "bad id\twith spaces"})
+    assert r.headers["x-request-id"] != "bad id\twith spaces"
+    assert len(r.headers["x-request-id"]) == 32
+
+
+@pytest.mark.dataset
+@pytest.mark.parametrize("source", ["lfw-faceswap", "dfdc-faces", "roboflow-ciplab"])
+@pytest.mark.parametrize("label", ["real", "fake"])
+def test_predict_scores_dataset_images(client: TestClient, dataset_dir: Path, source: str, label: str) -> None:
+    path = sorted((dataset_dir / source / label).glob("*.jpg"))[7]
+    r = _post(client, path.read_bytes(), path.name)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["image"]["format"] == "JPEG"
+    assert 0.0 <= body["score"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "slug"),
+    [
+        ({"file": ("a.txt", b"hello, not an image", "text/plain")}, 415, "unsupported-media-type"),
+        ({"file": ("a.jpg", jpeg_bytes()[:300], "image/jpeg")}, 422, "invalid-image"),
+        ({"file": ("a.jpg", jpeg_bytes(20, 20), "image/jpeg")}, 422, "image-too-small"),
+        ({"image": ("a.jpg", jpeg_bytes(), "image/jpeg")}, 400, "invalid-upload"),
+        ({"file": ("a.jpg", b"", "image/jpeg")}, 400, "invalid-upload"),
+    ],
+)
+def test_predict_errors_are_problem_json(client: TestClient, files: dict, status: int, slug: str) -> None:
+    r = client.post("/predict", files=files)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["type"].endswith("/" + slug)
+    assert body["status"] == status
+    assert body["title"] and body["detail"]
+    assert body["instance"] == "/predict"
+    assert body["request_id"] == r.headers["x-request-id"]
+    assert "Traceback" not in r.text
+
+
+def test_predict_rejects_two_files(client: TestClient) -> None:
+    files = [("file", ("a.jpg", jpeg_bytes(), "image/jpeg")), ("file", ("b.jpg", jpeg_bytes(seed=1), "image/jpeg"))]
+    r = client.post("/predict", files=files)
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_predict_without_multipart_is_415(client: TestClient) -> None:
+    r = client.post("/predict", content=jpeg_bytes(), headers={"content-type": "image/jpeg"})
+    assert r.status_code == 415
+    assert r.json()["type"].endswith("/unsupported-media-type")
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/nope", 404), ("GET", "/predict", 405), ("DELETE", "/health", 405)])
+def test_routing_errors_are_problem_json(client: TestClient, method: str, path: str, status: int) -> None:
+    r = client.request(method, path)
+    assert r.status_code == status
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["status"] == status
