@@ -139,29 +139,39 @@ class InferenceEngine:
         if self._more is not None:
             self._more.set()
 
-    async def _gather_batch(self) -> list[_Pending]:
+    async def _gather_batch(self) -> tuple[list[_Pending], str]:
+        """The next batch and why it was closed: "full", "idle" (nothing decoding) or "wait" (time cap)."""
         assert self._queue is not None and self._more is not None
         batch = [await self._queue.get()]
         deadline = time.monotonic() + self.max_wait
+        closed_by = "full"
         while len(batch) < self.max_batch_size:
             while not self._queue.empty() and len(batch) < self.max_batch_size:
                 batch.append(self._queue.get_nowait())
             remaining = deadline - time.monotonic()
-            if len(batch) >= self.max_batch_size or self._decoding == 0 or remaining <= 0:
+            if len(batch) >= self.max_batch_size:
+                break
+            if self._decoding == 0:
+                closed_by = "idle"
+                break
+            if remaining <= 0:
+                closed_by = "wait"
                 break
             # Others are mid-decode: wait (without spinning) for one to arrive or for the cap.
             self._more.clear()
             try:
                 await asyncio.wait_for(self._more.wait(), remaining)
             except TimeoutError:
+                closed_by = "wait"
                 break
         metrics.QUEUE_DEPTH.set(self._queue.qsize())
-        return batch
+        return batch, closed_by
 
     async def _batch_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._gather_batch()
+            batch, closed_by = await self._gather_batch()
+            metrics.BATCHES.labels(closed_by).inc()
             local = np.stack([p.inputs.local for p in batch])
             global_ = np.stack([p.inputs.global_ for p in batch])
             started = time.perf_counter()

@@ -17,6 +17,11 @@ INFERENCE_SECONDS = Histogram(
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1),
 )
 BATCH_SIZE = Histogram("deepfake_inference_batch_size", "Images per model call", buckets=(1, 2, 4, 8, 16, 32, 64))
+BATCHES = Counter(
+    "deepfake_inference_batches_total",
+    "Batches by why they were closed: full (size cap), idle (nothing else decoding), wait (time cap)",
+    ["closed_by"],
+)
 IN_FLIGHT = Gauge("deepfake_requests_in_flight", "Predict requests admitted and not finished")
 QUEUE_DEPTH = Gauge("deepfake_inference_queue_depth", "Decoded images waiting for the model")
 REJECTED = Counter("deepfake_rejected_total", "Requests refused before inference", ["reason"])
