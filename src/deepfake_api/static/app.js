@@ -1,29 +1,208 @@
 "use strict";
-const form = document.getElementById("form");
-const input = document.getElementById("file");
-const preview = document.getElementById("preview");
-const result = document.getElementById("result");
+// The demo page: send one image to POST /predict and show the verdict. Vanilla JS, no inline
+// script or style anywhere (the page is served with a strict CSP); bar geometry is set
+// through the CSSOM, which the CSP allows.
 
-input.addEventListener("change", () => {
-  const file = input.files[0];
-  if (!file) return;
-  preview.src = URL.createObjectURL(file);
-  preview.hidden = false;
-});
+const HISTORY_SIZE = 5;
+const $ = (id) => document.getElementById(id);
+const el = {
+  dropzone: $("dropzone"), choose: $("choose"), file: $("file"),
+  previewBox: $("preview-box"), preview: $("preview"), previewName: $("preview-name"),
+  outcome: $("outcome"), progress: $("progress"), error: $("error"), errorTitle: $("error-title"), errorDetail: $("error-detail"),
+  result: $("result"), label: $("verdict-label"), score: $("score"), bar: $("bar"),
+  band: $("bar-band"), fill: $("bar-fill"), threshold: $("bar-threshold"),
+  bandText: $("band-text"), thresholdText: $("threshold-text"),
+  imageInfo: $("image-info"), time: $("processing-time"), requestId: $("request-id"), warnings: $("warnings"),
+  errorRequestId: $("error-request-id"),
+  history: $("history"), historyEmpty: $("history-empty"), model: $("model-info"),
+};
+const history = [];  // newest first: {url, name, body}
+let current = null;  // AbortController of the request in flight
+let previewUrl = null;
 
-form.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const file = input.files[0];
-  if (!file) { result.textContent = "Choose an image first."; return; }
-  const body = new FormData();
-  body.append("file", file);
-  result.textContent = "Checking…";
-  try {
-    const response = await fetch("/predict", { method: "POST", body });
-    const data = await response.json();
-    if (!response.ok) { result.textContent = `${data.title}: ${data.detail}`; return; }
-    result.textContent = `${data.label} (P(fake) = ${(data.score * 100).toFixed(1)} %) — model ${data.model.version}`;
-  } catch (err) {
-    result.textContent = "The service could not be reached.";
+function release(url) {
+  // An object URL lives while the preview or a history thumbnail shows it.
+  if (url && url !== previewUrl && !history.some((item) => item.url === url)) URL.revokeObjectURL(url);
+}
+
+const pct = (x) => `${(Math.min(1, Math.max(0, x)) * 100).toFixed(2)}%`;
+const fmt = (x, digits = 3) => Number(x).toFixed(digits);
+
+function show(which, requestId = "") {
+  // The request id on the outcome tells which request the shown verdict or error answers.
+  el.outcome.dataset.requestId = requestId;
+  el.progress.hidden = which !== "progress";
+  el.error.hidden = which !== "error";
+  el.result.hidden = which !== "result";
+}
+
+function renderResult(body) {
+  const [low, high] = body.uncertain_band;
+  el.result.dataset.label = body.label;
+  el.label.textContent = body.label;
+  el.score.textContent = fmt(body.score);
+  el.band.style.left = pct(low);
+  el.band.style.width = pct(high - low);
+  el.fill.style.width = pct(body.score);
+  el.threshold.style.left = pct(body.threshold);
+  el.bandText.textContent = `${fmt(low, 2)}–${fmt(high, 2)}`;
+  el.thresholdText.textContent = fmt(body.threshold, 2);
+  el.bar.setAttribute("aria-label",
+    `Score ${fmt(body.score)} on a scale from 0 (real) to 1 (fake); threshold ${fmt(body.threshold, 2)}; ` +
+    `uncertain between ${fmt(low, 2)} and ${fmt(high, 2)}`);
+  el.imageInfo.textContent = `${body.image.width} × ${body.image.height} px, ${body.image.format}`;
+  el.time.textContent = `${fmt(body.processing_time_ms, 1)} ms`;
+  el.requestId.textContent = body.request_id;
+  el.warnings.replaceChildren(...body.warnings.map((w) => Object.assign(document.createElement("li"), { textContent: w })));
+  el.warnings.hidden = body.warnings.length === 0;
+  show("result", body.request_id);
+}
+
+function renderError({ title, detail, requestId = "" }) {
+  el.errorTitle.textContent = title;
+  el.errorDetail.textContent = detail;
+  el.errorRequestId.textContent = requestId;
+  el.errorRequestId.parentElement.hidden = !requestId;
+  show("error", requestId);
+}
+
+async function problemOf(response) {
+  // Errors are application/problem+json; anything else (a proxy's HTML page) gets a generic text.
+  let problem = {};
+  try { problem = await response.json(); } catch { /* not JSON */ }
+  const title = `${problem.title || response.statusText || "Request failed"} (${response.status})`;
+  let detail = problem.detail || "The server could not handle this image.";
+  if (response.status === 503) {
+    const wait = response.headers.get("Retry-After");
+    detail += ` The service is busy or starting: please retry${wait ? ` in ${wait} s` : " shortly"}.`;
   }
+  return { title, detail, requestId: problem.request_id || response.headers.get("X-Request-ID") || "" };
+}
+
+function setPreview(name, url, isImage) {
+  const old = previewUrl;
+  previewUrl = url;
+  el.previewBox.hidden = !isImage;
+  if (isImage) el.preview.src = url;
+  el.previewName.textContent = name;
+  release(old);
+}
+
+function addToHistory(file, url, body) {
+  history.unshift({ url, name: file.name || "pasted image", body });
+  for (const old of history.splice(HISTORY_SIZE)) release(old.url);
+  renderHistory();
+}
+
+function renderHistory() {
+  el.history.replaceChildren(...history.map((item) => {
+    const li = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "history-item";
+    button.dataset.label = item.body.label;
+    button.setAttribute("aria-label",
+      `${item.name}: ${item.body.label}, P(fake) ${fmt(item.body.score)}. Show this result again`);
+    const thumb = Object.assign(document.createElement("img"), { src: item.url, alt: "" });
+    const label = Object.assign(document.createElement("span"), { className: "label", textContent: item.body.label });
+    const score = Object.assign(document.createElement("span"), { className: "history-score", textContent: fmt(item.body.score) });
+    const name = Object.assign(document.createElement("span"), { className: "history-name", textContent: item.name });
+    button.append(thumb, label, score, name);
+    button.addEventListener("click", () => {
+      setPreview(item.name, item.url, true);
+      renderResult(item.body);
+    });
+    li.append(button);
+    return li;
+  }));
+  el.historyEmpty.hidden = history.length > 0;
+}
+
+async function check(file) {
+  if (current) current.abort();
+  const controller = new AbortController();
+  current = controller;
+  const url = URL.createObjectURL(file);
+  // Only images get a preview: a broken <img> for, say, a text file would only confuse.
+  setPreview(file.name || "pasted image", url, !file.type || file.type.startsWith("image/"));
+  show("progress");
+  el.outcome.setAttribute("aria-busy", "true");
+  const form = new FormData();
+  form.append("file", file, file.name || "pasted-image");
+  try {
+    const response = await fetch("/predict", { method: "POST", body: form, signal: controller.signal });
+    if (response.ok) {
+      const body = await response.json();
+      renderResult(body);
+      addToHistory(file, url, body);
+    } else {
+      renderError(await problemOf(response));
+    }
+  } catch (err) {
+    if (err.name === "AbortError") return;  // a newer image replaced this one
+    renderError({
+      title: "The service could not be reached",
+      detail: "The upload failed before an answer came back (the file may be too large, or the server is down). Please retry.",
+    });
+  } finally {
+    if (current === controller) {
+      current = null;
+      el.outcome.removeAttribute("aria-busy");
+    }
+  }
+}
+
+function firstFile(list) {
+  return list && list.length ? list[0] : null;
+}
+
+function imageFromClipboard(data) {
+  for (const item of data ? data.items : []) {
+    if (item.kind === "file") return item.getAsFile();
+  }
+  return null;
+}
+
+async function loadModelInfo() {
+  try {
+    const response = await fetch("/health");
+    const body = await response.json();
+    const name = body.model ? `${body.model.name} ${body.model.version}` : "not loaded";
+    el.model.textContent = body.ready ? name : `${name} (starting…)`;
+  } catch {
+    el.model.textContent = "unavailable";
+  }
+}
+
+el.choose.addEventListener("click", () => el.file.click());
+el.file.addEventListener("change", () => {
+  const file = firstFile(el.file.files);
+  if (file) check(file);
+  el.file.value = "";  // choosing the same file again checks it again
 });
+
+for (const type of ["dragenter", "dragover"]) {
+  el.dropzone.addEventListener(type, (event) => {
+    event.preventDefault();
+    el.dropzone.classList.add("dragging");
+  });
+}
+el.dropzone.addEventListener("dragleave", () => el.dropzone.classList.remove("dragging"));
+el.dropzone.addEventListener("drop", (event) => {
+  event.preventDefault();
+  el.dropzone.classList.remove("dragging");
+  const file = firstFile(event.dataTransfer && event.dataTransfer.files);
+  if (file) check(file);
+});
+// A file dropped beside the zone must not make the browser navigate away to it.
+window.addEventListener("dragover", (event) => event.preventDefault());
+window.addEventListener("drop", (event) => event.preventDefault());
+
+document.addEventListener("paste", (event) => {
+  const file = imageFromClipboard(event.clipboardData);
+  if (!file) return;
+  event.preventDefault();
+  check(file);
+});
+
+loadModelInfo();
