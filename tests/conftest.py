@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from deepfake_api.app import create_app
@@ -45,3 +49,35 @@ def dataset_dir() -> Path:
     if not (DATASET_DIR / "MANIFEST.csv").is_file():
         pytest.skip(f"no dataset at {DATASET_DIR}")
     return DATASET_DIR
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[str]:
+    """The real app with the committed model behind uvicorn on a free local port, ready: its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))  # the port is held from here on: no race with another process
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    # ws="none": no websocket routes, and the websockets library warns on import (warnings are errors).
+    config = uvicorn.Config(create_app(make_settings()), log_level="warning", ws="none", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not _is_ready(url):
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the live server at {url} did not become ready")
+            time.sleep(0.1)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def _is_ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

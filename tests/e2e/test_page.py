@@ -1,0 +1,282 @@
+"""The demo page in a real browser: what it renders is what POST /predict answers."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deepfake_api.errors import Overloaded, PayloadTooLarge
+from tests.conftest import DATASET_DIR
+from tests.e2e.conftest import save_screenshot
+from tests.utils.images import jpeg_bytes, png_bytes
+
+WAIT_S = 30
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+
+
+class Page:
+    """The demo page as a user sees it, read through its stable ids."""
+
+    def __init__(self, driver: Any, url: str) -> None:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self.driver, self.url, self.by = driver, url, By
+        self.wait = WebDriverWait(driver, WAIT_S)
+
+    def open(self) -> None:
+        self.driver.get(self.url + "/")
+        self.wait.until(lambda d: self.text("model-info") not in ("", "loading…"))
+
+    def find(self, element_id: str) -> Any:
+        return self.driver.find_element(self.by.ID, element_id)
+
+    def text(self, element_id: str) -> str:
+        return str(self.find(element_id).text)
+
+    def shown(self, element_id: str) -> bool:
+        return bool(self.find(element_id).is_displayed())
+
+    def request_id(self) -> str:
+        return str(self.find("outcome").get_attribute("data-request-id") or "")
+
+    def _settled_after(self, before: str) -> None:
+        """Wait until the outcome answers a request other than `before` and no request is in flight."""
+        self.wait.until(lambda d: self.request_id() not in ("", before) and not self.shown("progress"))
+
+    def upload(self, path: Path) -> None:
+        before = self.request_id()
+        self.find("file").send_keys(str(path))
+        self._settled_after(before)
+
+    def drop_or_paste(self, how: str, data: bytes, name: str, media_type: str) -> None:
+        """Hand the page a file as a drag-and-drop or a clipboard paste would."""
+        before = self.request_id()
+        self.driver.execute_script(
+            """
+            const [how, b64, name, type] = arguments;
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], name, { type }));
+            const init = { bubbles: true, cancelable: true };
+            if (how === "drop") {
+              const zone = document.getElementById("dropzone");
+              zone.dispatchEvent(new DragEvent("drop", { ...init, dataTransfer: dt }));
+            } else {
+              document.dispatchEvent(new ClipboardEvent("paste", { ...init, clipboardData: dt }));
+            }
+            """,
+            how,
+            base64.b64encode(data).decode(),
+            name,
+            media_type,
+        )
+        self._settled_after(before)
+
+    def stub_predict(self, status: int, problem: dict[str, Any], headers: dict[str, str]) -> None:
+        """Make the page's next /predict answer `status` with this problem (for errors hard to provoke)."""
+        self.driver.execute_script(
+            """
+            const [status, body, headers] = arguments;
+            window.fetch = async () => new Response(JSON.stringify(body),
+              { status, headers: { "Content-Type": "application/problem+json", ...headers } });
+            """,
+            status,
+            problem,
+            headers,
+        )
+
+    def severe_logs(self) -> list[str]:
+        return [e["message"] for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]
+
+    def csp_violations(self) -> list[str]:
+        return list(self.driver.execute_script("return window.__cspViolations || []"))
+
+
+@pytest.fixture
+def page(driver: Any, live_server: str) -> Iterator[Page]:
+    """The page freshly loaded at desktop size, the browser log drained."""
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    driver.get_log("browser")
+    p = Page(driver, live_server)
+    p.open()
+    yield p
+    assert p.csp_violations() == [], "the page violates its Content-Security-Policy"
+
+
+def _predict(live_server: str, data: bytes, name: str) -> dict[str, Any]:
+    r = httpx.post(live_server + "/predict", files={"file": (name, data)}, timeout=WAIT_S)
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def _sample(label: str, tmp_path: Path, seed: int) -> Path:
+    """A dataset image with this label when the dataset is there, else a generated JPEG."""
+    folder = DATASET_DIR / "lfw-faceswap" / label
+    found = sorted(folder.glob("*.jpg"))[:1] if folder.is_dir() else []
+    if found:
+        return found[0]
+    path = tmp_path / f"generated-{label}.jpg"
+    path.write_bytes(jpeg_bytes(240, 200, seed=seed))
+    return path
+
+
+def _assert_shows(page: Page, expected: dict[str, Any]) -> None:
+    assert page.shown("result") and not page.shown("error")
+    assert page.text("verdict-label").lower() == expected["label"]
+    # Three decimals; a tolerance rather than string equality because JS and Python round halves apart.
+    assert float(page.text("score")) == pytest.approx(expected["score"], abs=5e-4 + 1e-9)
+    assert len(page.text("score").split(".")[1]) == 3
+    width, height = expected["image"]["width"], expected["image"]["height"]
+    assert page.text("image-info") == f"{width} × {height} px, {expected['image']['format']}"
+    assert page.text("processing-time").endswith(" ms")
+    bar = page.find("bar").rect["width"]
+    fill = page.find("bar-fill").rect["width"]
+    assert fill / bar == pytest.approx(expected["score"], abs=0.01), "the bar shows the score"
+    marker = page.find("bar-threshold").rect["x"] - page.find("bar").rect["x"]
+    assert marker / bar == pytest.approx(expected["threshold"], abs=0.01), "the threshold is marked"
+
+
+def test_page_shows_the_served_model_and_links_to_swagger(page: Page, live_server: str) -> None:
+    health = httpx.get(live_server + "/health").json()
+    assert page.text("model-info") == f"{health['model']['name']} {health['model']['version']}"
+    assert page.find("docs-link").get_attribute("href") == live_server + "/docs"
+    assert page.shown("choose") and page.shown("dropzone")
+    assert not page.shown("result") and not page.shown("error") and not page.shown("progress")
+    assert page.severe_logs() == []
+
+
+def test_verdicts_for_a_real_and_a_fake_image_match_the_api(
+    page: Page, live_server: str, tmp_path: Path
+) -> None:
+    for seed, label in enumerate(("real", "fake")):
+        path = _sample(label, tmp_path, seed)
+        page.upload(path)
+        _assert_shows(page, _predict(live_server, path.read_bytes(), path.name))
+        assert page.shown("preview")
+    items = page.driver.find_elements(page.by.CSS_SELECTOR, "#history li")
+    assert len(items) == 2
+    assert page.severe_logs() == []
+    save_screenshot(page.driver, "desktop")
+
+
+def test_drop_and_paste_are_checked_like_a_chosen_file(page: Page, live_server: str) -> None:
+    for how, seed in (("drop", 5), ("paste", 6)):
+        data = png_bytes(120, 90, seed=seed)
+        page.drop_or_paste(how, data, f"{how}.png", "image/png")
+        _assert_shows(page, _predict(live_server, data, f"{how}.png"))
+    assert page.severe_logs() == []
+
+
+def test_history_keeps_the_last_five_newest_first(page: Page, live_server: str, tmp_path: Path) -> None:
+    for i in range(6):
+        path = tmp_path / f"face-{i}.png"
+        path.write_bytes(png_bytes(64, 64, seed=10 + i))
+        page.upload(path)
+    names = [e.text for e in page.driver.find_elements(page.by.CSS_SELECTOR, "#history .history-name")]
+    assert names == [f"face-{i}.png" for i in (5, 4, 3, 2, 1)]
+    oldest = page.driver.find_elements(page.by.CSS_SELECTOR, "#history button")[-1]
+    oldest.click()
+    expected = _predict(live_server, (tmp_path / "face-1.png").read_bytes(), "face-1.png")
+    _assert_shows(page, expected)
+    assert page.text("preview-name") == "face-1.png"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "status"),
+    [
+        ("notes.txt", b"this is a text file, not an image\n", 415),
+        ("tiny.png", png_bytes(16, 16), 422),
+    ],
+)
+def test_a_rejected_upload_shows_the_problem(
+    page: Page, live_server: str, tmp_path: Path, name: str, data: bytes, status: int
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    page.upload(path)
+    problem = _predict(live_server, data, name)
+    assert problem["status"] == status
+    assert page.shown("error") and not page.shown("result")
+    assert page.text("error-title") == f"{problem['title']} ({status})"
+    assert page.text("error-detail") == problem["detail"]
+    # The browser reports the failed request itself; nothing else may be logged as an error.
+    unexpected = [m for m in page.severe_logs() if not ("/predict" in m and f"status of {status}" in m)]
+    assert unexpected == []
+    if status == 415:
+        assert not page.shown("preview-box"), "a text file gets no broken preview"
+        save_screenshot(page.driver, "desktop-415")
+
+
+@pytest.mark.parametrize(
+    ("error", "headers", "advice"),
+    [
+        (PayloadTooLarge("The upload exceeds the limit of 10485760 bytes (10.0 MiB)."), {}, None),
+        (Overloaded("Too many requests in flight; retry later."), {"Retry-After": "2"}, "retry in 2 s"),
+    ],
+)
+def test_too_large_and_unavailable_show_the_problem(
+    page: Page, tmp_path: Path, error: Any, headers: dict[str, str], advice: str | None
+) -> None:
+    problem = {
+        "type": error.type,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "instance": "/predict",
+        "request_id": f"stub-{error.status}",
+    }
+    page.stub_predict(error.status, problem, headers)
+    path = tmp_path / "face.png"
+    path.write_bytes(png_bytes(64, 64))
+    page.upload(path)
+    assert page.text("error-title") == f"{error.title} ({error.status})"
+    assert page.text("error-detail").startswith(error.detail)
+    if advice:
+        assert advice in page.text("error-detail")
+    assert page.severe_logs() == []
+
+
+def test_controls_are_labelled_and_reachable_by_keyboard(page: Page) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    assert page.find("file").get_attribute("aria-label")
+    assert page.text("choose") == "Choose an image"
+    ActionChains(page.driver).send_keys(Keys.TAB).perform()
+    focused = page.driver.switch_to.active_element
+    assert focused.get_attribute("id") == "choose"
+    assert focused.value_of_css_property("outline-style") == "solid", "keyboard focus is visible"
+    ActionChains(page.driver).send_keys(Keys.TAB).perform()
+    assert page.driver.switch_to.active_element.get_attribute("data-testid") == "docs-link"
+
+
+def test_phone_viewport_keeps_the_controls_visible(page: Page, live_server: str, tmp_path: Path) -> None:
+    page.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    page.open()
+    overflow = "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    assert page.driver.execute_script(overflow) <= 0, "no horizontal scrolling at phone width"
+    for element_id in ("choose", "dropzone", "docs-link"):
+        rect = page.find(element_id).rect
+        assert page.shown(element_id) and rect["x"] >= 0 and rect["x"] + rect["width"] <= PHONE["width"]
+    assert page.find("choose").rect["y"] + page.find("choose").rect["height"] <= PHONE["height"]
+    path = _sample("fake", tmp_path, 1)
+    page.upload(path)
+    _assert_shows(page, _predict(live_server, path.read_bytes(), path.name))
+    assert page.driver.execute_script(overflow) <= 0
+    assert page.severe_logs() == []
+    save_screenshot(page.driver, "phone")
+
+
+def test_no_inline_script_or_style_in_the_page(live_server: str) -> None:
+    """The CSP forbids them; the browser tests would see the violation, this says where."""
+    html = httpx.get(live_server + "/").text
+    assert re.search(r"<script(?![^>]*\bsrc=)", html) is None, "inline <script>"
+    assert re.search(r"<style|\sstyle=", html) is None, "inline style"
+    assert re.search(r"\son[a-z]+=", html) is None, "inline event handler"
