@@ -1,0 +1,147 @@
+"""`deepfake-api predict`: in-process with the committed model, and through a running service."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deepfake_api.cli import main
+from tests.conftest import MODEL_PATH
+from tests.utils.images import jpeg_bytes, png_bytes
+
+TEXT = b"this is a text file, not an image\n"
+TABLE_ROW = re.compile(r"^(?P<file>\S+)\s+(?P<label>real|fake|uncertain)\s+(?P<score>[01]\.\d{3})$")
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> list[Path]:
+    paths = [tmp_path / "face-a.jpg", tmp_path / "face-b.png"]
+    paths[0].write_bytes(jpeg_bytes(240, 200, seed=1))
+    paths[1].write_bytes(png_bytes(180, 180, seed=2))
+    return paths
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    code = main(["predict", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _expected_exit(rows: list[dict[str, Any]]) -> int:
+    return 1 if any(r["label"] == "fake" for r in rows) else 0
+
+
+def _api(live_server: str, path: Path) -> dict[str, Any]:
+    r = httpx.post(live_server + "/predict", files={"file": (path.name, path.read_bytes())})
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_predict_json_gives_one_verdict_per_file(
+    capsys: pytest.CaptureFixture[str], images: list[Path]
+) -> None:
+    code, out, _ = _run(capsys, *images, "--model", MODEL_PATH, "--json")
+    rows = json.loads(out)
+    assert [r["file"] for r in rows] == [str(p) for p in images]
+    for row in rows:
+        assert row["label"] in {"real", "fake", "uncertain"}
+        assert 0.0 <= row["score"] <= 1.0
+    assert [(r["image"]["width"], r["image"]["height"]) for r in rows] == [(240, 200), (180, 180)]
+    assert code == _expected_exit(rows)
+
+
+def test_predict_table_shows_the_service_verdicts(
+    capsys: pytest.CaptureFixture[str], images: list[Path], live_server: str
+) -> None:
+    code, out, _ = _run(capsys, *images, "--model", MODEL_PATH)
+    header, *lines = out.splitlines()
+    assert header.split() == ["file", "label", "P(fake)"]
+    rows = [m.groupdict() for m in map(TABLE_ROW.match, lines) if m]
+    assert len(rows) == len(lines) == 2, out
+    for row, path in zip(rows, images, strict=True):
+        expected = _api(live_server, path)  # in-process and served scoring agree
+        assert row["file"] == str(path)
+        assert row["label"] == expected["label"]
+        assert float(row["score"]) == pytest.approx(expected["score"], abs=5e-4 + 1e-9)
+    assert code == _expected_exit(rows)
+
+
+def test_predict_exits_2_on_a_missing_or_non_image_file(
+    capsys: pytest.CaptureFixture[str], images: list[Path], tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(TEXT)
+    missing = tmp_path / "missing.jpg"
+    code, out, _ = _run(capsys, missing, notes, images[0], "--model", MODEL_PATH)
+    assert code == 2
+    lines = out.splitlines()
+    assert re.search(r"missing\.jpg\s+error: .*No such file", lines[1])
+    assert re.search(r"notes\.txt\s+error: Unsupported image type: ", lines[2])
+    assert TABLE_ROW.match(lines[3]), "the other files are still judged"
+
+
+def test_predict_through_a_running_service(
+    capsys: pytest.CaptureFixture[str], images: list[Path], live_server: str
+) -> None:
+    code, out, _ = _run(capsys, images[0], "--url", live_server, "--json")
+    body = json.loads(out)  # one file: one object, not a list
+    expected = _api(live_server, images[0])
+    assert body["file"] == str(images[0])
+    for key in ("label", "score", "image", "model"):
+        assert body[key] == expected[key]
+    assert body["request_id"] != expected["request_id"]
+    assert code == _expected_exit([body])
+
+
+def test_predict_through_a_service_reports_its_problem(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, live_server: str
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(TEXT)
+    code, out, _ = _run(capsys, notes, "--url", live_server, "--json")
+    assert code == 2
+    assert json.loads(out)["error"].startswith("Unsupported image type: ")
+
+
+def test_predict_exits_2_when_the_service_is_unreachable(
+    capsys: pytest.CaptureFixture[str], images: list[Path]
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens once the socket closes
+    code, out, _ = _run(capsys, images[0], "--url", closed)
+    assert code == 2
+    assert "cannot reach the service" in out
+
+
+def test_console_script_runs_predict(images: list[Path], live_server: str) -> None:
+    script = Path(sys.executable).with_name("deepfake-api")
+    if not script.is_file():
+        pytest.skip(f"the console script is not installed at {script} (pip install -e .)")
+    done = subprocess.run(
+        [script, "predict", *map(str, images), "--url", live_server, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    rows = json.loads(done.stdout)
+    assert [r["file"] for r in rows] == [str(p) for p in images]
+    assert done.returncode == _expected_exit(rows), done.stderr
+
+
+def test_predict_exits_2_when_the_model_cannot_load(
+    capsys: pytest.CaptureFixture[str], images: list[Path], tmp_path: Path
+) -> None:
+    code, out, err = _run(capsys, images[0], "--model", tmp_path / "absent.keras")
+    assert code == 2
+    assert out == ""
+    assert err.startswith("error: ")
