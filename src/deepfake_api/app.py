@@ -53,8 +53,13 @@ async def _load(app: FastAPI) -> None:
     engine: InferenceEngine = app.state.engine
     settings: Settings = app.state.settings
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, model.load)
-    await loop.run_in_executor(None, model.warm, tuple(sorted({1, settings.max_batch_size})))
+    try:
+        await loop.run_in_executor(None, model.load)
+        await loop.run_in_executor(None, model.warm, tuple(sorted({1, settings.max_batch_size})))
+    except Exception as exc:  # liveness turns 503 so an orchestrator restarts the process
+        app.state.load_error = f"{type(exc).__name__}: {exc}"
+        log.exception("model load failed", extra={"model_path": str(model.path)})
+        return
     await engine.start()
     metrics.MODEL_INFO.info({"name": model.name, "version": model.version, "sha256": model.sha256})
     log.info("ready", extra={"model": model.name, "version": model.version, "sha256": model.sha256})
@@ -86,6 +91,7 @@ def create_app(settings: Settings | None = None, model: DeepfakeModel | None = N
     )
     app.state.settings = settings
     app.state.model = model
+    app.state.load_error = None
     app.state.engine = InferenceEngine(
         model,
         max_batch_size=settings.max_batch_size,

@@ -51,7 +51,9 @@ class HealthModel(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "starting"] = Field(examples=["ok"])
+    status: Literal["ok", "starting", "failed"] = Field(
+        description="`failed` when the model could not be loaded (the process should be restarted)", examples=["ok"]
+    )
     ready: bool
     model: HealthModel | None = None
     replica: str = Field(description="Host name of the serving replica", examples=["api-1"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from fastapi.testclient import TestClient
 
@@ -50,3 +51,20 @@ def test_health_reports_model_and_replica(client: TestClient) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["model"]["name"] and body["replica"]
+
+
+class BrokenModel(DeepfakeModel):
+    """The real model class whose network file turns out unreadable after the card check."""
+
+    def load(self) -> None:
+        raise OSError("disk read error")
+
+
+def test_a_failed_load_turns_liveness_and_readiness_to_503() -> None:
+    with TestClient(create_app(make_settings(), model=BrokenModel(MODEL_PATH))) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/health/live").status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        live = client.get("/health/live")
+        assert live.status_code == 503 and live.json()["status"] == "failed"
+        assert client.get("/health/ready").json()["status"] == "failed"

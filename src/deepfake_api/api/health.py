@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from deepfake_api.api.deps import EngineDep, ModelDep
@@ -14,10 +14,10 @@ router = APIRouter(tags=["health"])
 REPLICA = socket.gethostname()
 
 
-def _health(model: ModelDep, engine: EngineDep) -> JSONResponse:
+def _health(request: Request, model: ModelDep, engine: EngineDep) -> JSONResponse:
     ready = model.ready and engine.running
     body = Health(
-        status="ok" if ready else "starting",
+        status="ok" if ready else "failed" if request.app.state.load_error else "starting",
         ready=ready,
         model=HealthModel(name=model.name, version=model.version) if model.card else None,
         replica=REPLICA,
@@ -28,16 +28,22 @@ def _health(model: ModelDep, engine: EngineDep) -> JSONResponse:
 _READY_DOC = {200: {"model": Health}, 503: {"model": Health, "description": "Model not loaded or warmed yet"}}
 
 
-@router.get("/health/live", summary="The process is up", response_model=Health)
-async def live(model: ModelDep) -> Health:
-    return Health(status="ok", ready=model.ready, replica=REPLICA)
+@router.get(
+    "/health/live",
+    summary="The process is up (503 only when the model failed to load)",
+    responses={200: {"model": Health}, 503: {"model": Health, "description": "Model load failed"}},
+)
+async def live(request: Request, model: ModelDep) -> JSONResponse:
+    failed = request.app.state.load_error is not None
+    body = Health(status="failed" if failed else "ok", ready=model.ready, replica=REPLICA)
+    return JSONResponse(body.model_dump(), status_code=503 if failed else 200)
 
 
 @router.get("/health/ready", summary="200 once the model is loaded and warmed, 503 before", responses=_READY_DOC)
-async def ready(model: ModelDep, engine: EngineDep) -> JSONResponse:
-    return _health(model, engine)
+async def ready(request: Request, model: ModelDep, engine: EngineDep) -> JSONResponse:
+    return _health(request, model, engine)
 
 
 @router.get("/health", summary="Readiness with the served model's name and version", responses=_READY_DOC)
-async def health(model: ModelDep, engine: EngineDep) -> JSONResponse:
-    return _health(model, engine)
+async def health(request: Request, model: ModelDep, engine: EngineDep) -> JSONResponse:
+    return _health(request, model, engine)
