@@ -64,10 +64,11 @@ def live_server() -> Iterator[str]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 120
-        while not _is_ready(url):
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the live server at {url} did not become ready")
+        # Generous: on a busy 2-core machine loading TensorFlow and warming the model can be slow.
+        deadline = time.monotonic() + 300
+        while (health := _readiness(url)).get("status") != "ok":
+            if health.get("status") == "failed" or not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the live server at {url} did not become ready: {health}")
             time.sleep(0.1)
         yield url
     finally:
@@ -76,8 +77,9 @@ def live_server() -> Iterator[str]:
         sock.close()
 
 
-def _is_ready(url: str) -> bool:
+def _readiness(url: str) -> dict[str, object]:
     try:
-        return httpx.get(url + "/health/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+        body: dict[str, object] = httpx.get(url + "/health/ready", timeout=5).json()
+        return body
+    except (httpx.HTTPError, ValueError) as exc:
+        return {"status": "unreachable", "error": repr(exc)}
