@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.run` (pipeline limit, service, seed-style baseline) and `bench.sweep`."""

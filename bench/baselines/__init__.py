@@ -1,0 +1,1 @@
+"""Reference implementations the service is measured against."""
