@@ -84,7 +84,8 @@ def decode_image(data: bytes, *, max_pixels: int = 40_000_000, min_side: int = 3
                     f"The image is {width}x{height} ({width * height} pixels); "
                     f"the limit is {max_pixels} pixels."
                 )
-            if getattr(im, "n_frames", 1) > 1:
+            # is_animated stops at the second frame; n_frames would walk every frame of the upload.
+            if getattr(im, "is_animated", False):
                 notes.append("animated image: only the first frame was judged")
                 im.seek(0)
             if fmt == "JPEG":
