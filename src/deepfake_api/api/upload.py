@@ -15,6 +15,8 @@ from starlette.requests import ClientDisconnect, Request
 from deepfake_api.errors import InvalidUpload, PayloadTooLarge, UnsupportedMediaType
 
 FIELD = "file"
+MAX_PARTS = 16
+"""More parts than any real form sends; parsing 100k tiny parts would hold the event loop for seconds."""
 
 
 @dataclass
@@ -34,10 +36,13 @@ class _Part:
 class _Collector:
     def __init__(self) -> None:
         self.parts: list[_Part] = []
+        self.ended = False
         self._name = b""
         self._value = b""
 
     def on_part_begin(self) -> None:
+        if len(self.parts) >= MAX_PARTS:
+            raise InvalidUpload(f"The form has more than {MAX_PARTS} parts; send one file in '{FIELD}'.")
         self.parts.append(_Part())
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -55,6 +60,9 @@ class _Collector:
         self.parts[-1].headers[self._name.lower()] = self._value
         self._name, self._value = b"", b""
 
+    def on_end(self) -> None:
+        self.ended = True
+
 
 def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"The upload exceeds the limit of {limit} bytes ({limit / 1048576:.1f} MiB).")
@@ -71,18 +79,20 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
     if declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
     collector = _Collector()
-    parser = MultipartParser(
-        params[b"boundary"],
-        {
-            "on_part_begin": collector.on_part_begin,
-            "on_part_data": collector.on_part_data,
-            "on_header_field": collector.on_header_field,
-            "on_header_value": collector.on_header_value,
-            "on_header_end": collector.on_header_end,
-        },
-    )
     received = 0
     try:
+        # Inside the try: the parser refuses some boundaries (e.g. over 256 bytes) when built.
+        parser = MultipartParser(
+            params[b"boundary"],
+            {
+                "on_part_begin": collector.on_part_begin,
+                "on_part_data": collector.on_part_data,
+                "on_header_field": collector.on_header_field,
+                "on_header_value": collector.on_header_value,
+                "on_header_end": collector.on_header_end,
+                "on_end": collector.on_end,
+            },
+        )
         async for chunk in request.stream():
             received += len(chunk)
             if received > max_bytes:
@@ -95,6 +105,8 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
         raise
     except Exception as exc:  # python-multipart raises its own errors on malformed bodies
         raise InvalidUpload(f"The multipart body is malformed ({type(exc).__name__}).") from None
+    if not collector.ended:  # python-multipart's finalize() does not check for the closing boundary
+        raise InvalidUpload("The multipart body ends before its closing boundary; the upload is incomplete.")
     return _single_file(collector.parts)
 
 
