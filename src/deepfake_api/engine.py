@@ -171,6 +171,11 @@ class InferenceEngine:
         loop = asyncio.get_running_loop()
         while True:
             batch, closed_by = await self._gather_batch()
+            # Callers past their deadline have gone (their futures are cancelled): under overload,
+            # scoring them would only delay the live ones behind them.
+            batch = [p for p in batch if not p.future.done()]
+            if not batch:
+                continue
             metrics.BATCHES.labels(closed_by).inc()
             local = np.stack([p.inputs.local for p in batch])
             global_ = np.stack([p.inputs.global_ for p in batch])
