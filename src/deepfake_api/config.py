@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    @field_validator("api_key")
+    @classmethod
+    def _header_safe(cls, v: SecretStr | None) -> SecretStr | None:
+        # The key travels in an HTTP header (latin-1 on the wire): any other character could never match.
+        if v is not None and not (v.get_secret_value().isascii() and v.get_secret_value().isprintable()):
+            raise ValueError("api_key must be printable ASCII: it is sent in the X-API-Key header")
+        return v
+
     @field_validator("log_level")
     @classmethod
     def _upper(cls, v: str) -> str:

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from deepfake_api.api.middleware import SECURITY_HEADERS
 from deepfake_api.errors import PROBLEM_BASE, DeepfakeError
 
 PROBLEM_JSON = "application/problem+json"
@@ -77,12 +78,16 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", extra={"request_id": request_id_of(request)})
+    # Starlette sends this response from outside our middleware: add what RequestContext would.
+    headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
+    headers["X-Request-ID"] = request_id_of(request)
     return problem(
         request,
         status=500,
         slug="internal-error",
         title="Internal server error",
         detail="The server failed to handle the request; it has been logged with this request id.",
+        headers=headers,
     )
 
 
