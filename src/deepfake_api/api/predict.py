@@ -33,7 +33,9 @@ _UPLOAD_BODY: dict[str, Any] = {
                             "description": "One image: " + ", ".join(MEDIA_TYPES.values()),
                         }
                     },
-                }
+                },
+                # The accepted types, so clients and schema-driven tests know a `file` is an image.
+                "encoding": {"file": {"contentType": ", ".join(MEDIA_TYPES.values())}},
             }
         },
     }

@@ -1,0 +1,81 @@
+"""Schemathesis against the app's own OpenAPI schema, in process (ASGI), with all default checks.
+
+Generated `file` parts follow the schema's `encoding.contentType` (the accepted image types):
+for those media types we register strategies that make real images of a size the model can
+judge, so "schema-valid upload" means what it means for a client. Negative cases come from
+schemathesis as usual and must all be 4xx.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from schemathesis import GenerationMode
+from schemathesis.python import asgi
+
+from deepfake_api.preprocess import MEDIA_TYPES
+from tests.utils.apps import build_app
+from tests.utils.images import encode, noise_rgb
+
+EXAMPLES = {GenerationMode.POSITIVE: 250, GenerationMode.NEGATIVE: 250}
+
+
+@st.composite
+def _image(draw: st.DrawFn, fmt: str) -> bytes:
+    width, height = draw(st.integers(32, 160)), draw(st.integers(32, 160))
+    img = Image.fromarray(noise_rgb(width, height, seed=draw(st.integers(0, 2**16))))
+    if fmt == "GIF" or draw(st.booleans()) and fmt in ("PNG", "BMP", "TIFF"):
+        img = img.convert(draw(st.sampled_from(["P", "L"])))
+    return encode(img, fmt)
+
+
+for _fmt, _media_type in MEDIA_TYPES.items():
+    schemathesis.openapi.media_type(_media_type, _image(_fmt))
+
+
+@pytest.fixture(scope="module")
+def api_schema() -> Iterator[schemathesis.schemas.BaseSchema]:
+    app = build_app()
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app's lifespan
+    with asgi.get_client(app) as client:
+        deadline = time.monotonic() + 300  # loading the model is slow on a busy machine
+        while client.get("/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the app did not become ready"
+            time.sleep(0.05)
+    yield schema
+    asgi.shutdown_lifespans()
+
+
+@pytest.mark.parametrize("mode", list(EXAMPLES), ids=lambda m: m.value)
+def test_the_app_conforms_to_its_openapi_schema(
+    api_schema: schemathesis.schemas.BaseSchema, mode: GenerationMode
+) -> None:
+    seen: Counter[tuple[str, int]] = Counter()
+
+    @given(case=api_schema.as_strategy(mode))
+    @settings(
+        max_examples=EXAMPLES[mode],
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    )
+    def run(case: schemathesis.Case) -> None:
+        response = case.call_and_validate()  # every default check
+        seen[(case.operation.label, response.status_code)] += 1
+
+    run()
+    statuses = {status for _, status in seen}
+    assert not any(500 <= s for s in statuses), seen
+    if mode is GenerationMode.POSITIVE:
+        operations = {result.ok().label for result in api_schema.get_all_operations()}
+        assert {label for label, _ in seen} == operations, seen
+        assert seen[("POST /predict", 200)] > 0, seen
+    else:
+        assert all(400 <= s < 500 for label, s in seen if label == "POST /predict"), seen
