@@ -73,6 +73,12 @@ def load_levels(
 ) -> dict[str, Any]:
     """Warm up at the highest concurrency, then one wrk run per level; RSS around the measured runs."""
     rss_ready = servers.rss_bytes(server.pid)
+    # The seed-style server builds Keras' predict function on its first request (seconds): take
+    # that out of the measured levels, whatever the warm-up length.
+    first = Path(list_file.read_text().split("\n", 1)[0])
+    status = servers.post_image(server.port, path, first, field)
+    if status != 200:
+        print(f"  WARNING: the first request to {server.name} answered {status}", flush=True)
     if warmup > 0:
         warm = loadgen.run_wrk(server, path, list_file, max(levels), warmup, field)
         servers.settle(server, warm.max_ms)

@@ -39,6 +39,22 @@ def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         conn.close()
 
 
+def post_image(port: int, path: str, image: Path, field: str = "file", timeout: float = 300.0) -> int:
+    """One multipart upload, waiting as long as it takes: the first request builds lazy state."""
+    boundary = "deepfake-bench-first"
+    disposition = f'form-data; name="{field}"; filename="first_{image.name}"'
+    head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: image/jpeg\r\n\r\n"
+    body = head.encode() + image.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
 def process_tree(pid: int) -> list[int]:
     """pid and all its descendants (uvicorn workers are children of the supervisor)."""
     children: dict[int, list[int]] = {}
@@ -162,10 +178,13 @@ def seed_style(log_dir: Path, model: Path) -> Server:
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """The service's /metrics as {(sample name, sorted labels): value}."""
+    """The service's /metrics as {(sample name, sorted labels): value}; empty when it cannot answer."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    status, body = http_get(port, "/metrics")
+    try:
+        status, body = http_get(port, "/metrics", timeout=30.0)
+    except OSError:  # a starved or overloaded service: the caller treats "no numbers" as unknown
+        return {}
     if status != 200:
         return {}
     return {
@@ -185,7 +204,7 @@ def batch_stats(
         key = (name, tuple(sorted(labels.items())))
         return after.get(key, 0.0) - before.get(key, 0.0)
 
-    batches = delta("deepfake_inference_batch_size_count")
+    batches = delta("deepfake_inference_batch_size_count") if before and after else 0.0
     stats = {
         "batches": batches,
         "mean_batch": delta("deepfake_inference_batch_size_sum") / batches if batches else float("nan"),
@@ -206,6 +225,6 @@ def settle(server: Server, longest_ms: float, timeout: float = 60.0) -> None:
         return
     deadline, quiet = time.perf_counter() + timeout, 0
     while quiet < 5 and time.perf_counter() < deadline:
-        samples = scrape(server.port)
-        quiet = quiet + 1 if samples.get(("deepfake_requests_in_flight", ()), 0.0) == 0 else 0
+        in_flight = scrape(server.port).get(("deepfake_requests_in_flight", ()))
+        quiet = quiet + 1 if in_flight == 0 else 0
         time.sleep(0.05)

@@ -174,15 +174,20 @@ def main(argv: list[str] | None = None) -> int:
                     name, pairs, list_file, levels, args.duration, args.warmup, scratch, args.ready_timeout
                 )
             )
-    RESULTS.mkdir(exist_ok=True)
-    results["file"] = f"sweep-{stamp}.json"
-    (RESULTS / results["file"]).write_text(report.to_json(results))
-    text = markdown(results)
+            text = _save(results, not args.no_report)  # after every layout: a cut-short sweep keeps its rows
     print("\n" + text)
-    if not args.no_report:
-        report.update_section("sweep", text)
     print(f"\nwrote {RESULTS / results['file']}" + ("" if args.no_report else f" and {report.REPORT}"))
     return 0
+
+
+def _save(results: dict[str, Any], update_report: bool) -> str:
+    RESULTS.mkdir(exist_ok=True)
+    results["file"] = f"sweep-{results['timestamp']}.json"
+    (RESULTS / results["file"]).write_text(report.to_json(results))
+    text = markdown(results)
+    if update_report:
+        report.update_section("sweep", text)
+    return text
 
 
 if __name__ == "__main__":
