@@ -39,9 +39,10 @@ class Decision:
     threshold: float
     band_low: float
     band_high: float
+    bias: float = 0.0
 
     def score(self, logits: np.ndarray) -> np.ndarray:
-        z = np.asarray(logits, dtype=np.float64) / self.temperature
+        z = np.asarray(logits, dtype=np.float64) / self.temperature + self.bias
         return 1.0 / (1.0 + np.exp(-z))
 
     def label(self, score: float) -> Label:
@@ -56,6 +57,7 @@ class Decision:
         cal, dec = card["calibration"], card["decision"]
         return cls(
             temperature=float(cal["temperature"]),
+            bias=float(cal.get("bias", 0.0)),
             threshold=float(dec["threshold"]),
             band_low=float(dec["uncertain_band"][0]),
             band_high=float(dec["uncertain_band"][1]),

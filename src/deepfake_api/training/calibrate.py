@@ -1,7 +1,10 @@
 """Calibrate a trained network on validation and package it with its model card.
 
-Temperature scaling: one scalar T minimising validation log-loss, so that
-score = sigmoid(logit / T) is an honest P(fake). Decision rule, chosen on validation only:
+Platt scaling: score = sigmoid(logit / T + b), T and b minimising validation log-loss, so
+that the score is an honest P(fake). (Measured by 2-fold cross-validation inside the
+validation split of the shipped model: ECE 0.073 / log-loss 0.489 against 0.080 / 0.494 for
+temperature scaling alone; isotonic regression reached ECE 0.061 but a worse log-loss, 0.493,
+and a step function.) Decision rule, chosen on validation only:
 `fake` when score >= high, `real` when score <= low, `uncertain` between. `high` is the
 lowest score at which validation images labelled fake are at least PRECISION (95 %) fake,
 `low` the highest at which those labelled real are at least 95 % real; the band is never
@@ -43,6 +46,17 @@ def nll(y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
+def fit_platt(y: np.ndarray, logits: np.ndarray) -> tuple[float, float]:
+    """(T, b) of sigmoid(logit / T + b) minimising log-loss (unregularised logistic regression)."""
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=1e6).fit(logits[:, None], y)
+    slope = float(lr.coef_[0, 0])
+    if slope <= 0:  # a model no better than chance: fall back to a plain temperature
+        return fit_temperature(y, logits), 0.0
+    return 1.0 / slope, float(lr.intercept_[0])
+
+
 def fit_temperature(y: np.ndarray, logits: np.ndarray) -> float:
     """The T in [0.05, 20] minimising log-loss (coarse log grid, then a fine one)."""
     grid = np.exp(np.linspace(np.log(0.05), np.log(20), 200))
@@ -67,14 +81,14 @@ def choose_band(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
 
 
 def build_card(
-    *, temperature: float, band: tuple[float, float], val_metrics: dict[str, Any], split_csv: Path, train_info: dict[str, Any]
+    *, temperature: float, bias: float, band: tuple[float, float], val_metrics: dict[str, Any], split_csv: Path, train_info: dict[str, Any]
 ) -> dict[str, Any]:
     return {
         "name": MODEL_NAME,
         "version": dt.date.today().strftime("%Y.%m.%d"),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "framework": "keras (TensorFlow)",
-        "output": "one logit per image; P(fake) = sigmoid(logit / temperature)",
+        "output": "one logit per image; P(fake) = sigmoid(logit / temperature + bias)",
         "input": {
             "local_size": preprocess.LOCAL_SIZE,
             "global_size": preprocess.GLOBAL_SIZE,
@@ -89,7 +103,11 @@ def build_card(
             f"[{preprocess.NORM_MIN}, {preprocess.NORM_MAX}] (untouched when inside), local = centre "
             f"{preprocess.LOCAL_SIZE} px crop, global = centre square resized to {preprocess.GLOBAL_SIZE} px"
         ),
-        "calibration": {"method": "temperature scaling on the validation split", "temperature": temperature},
+        "calibration": {
+            "method": "Platt scaling (logistic regression on the logit) on the validation split",
+            "temperature": temperature,
+            "bias": bias,
+        },
         "decision": {
             "threshold": THRESHOLD,
             "uncertain_band": list(band),
@@ -122,8 +140,8 @@ def calibrate(run: Path, out: Path, data: Path, split_csv: Path) -> dict[str, An
         [np.asarray(fn(x["local"][i : i + 64], x["global"][i : i + 64])).reshape(-1) for i in range(0, len(val.items), 64)]
     )
     y = val.y
-    temperature = fit_temperature(y, logits)
-    score = _sigmoid(logits / temperature)
+    temperature, bias = fit_platt(y, logits)
+    score = _sigmoid(logits / temperature + bias)
     band = choose_band(y, score)
     val_metrics = {
         **summary(y, score, threshold=THRESHOLD, band=band),
@@ -134,6 +152,7 @@ def calibrate(run: Path, out: Path, data: Path, split_csv: Path) -> dict[str, An
     args = json.loads((run / "train_args.json").read_text()) if (run / "train_args.json").exists() else {}
     card = build_card(
         temperature=temperature,
+        bias=bias,
         band=band,
         val_metrics=val_metrics,
         split_csv=split_csv,

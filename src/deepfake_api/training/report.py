@@ -85,7 +85,8 @@ def build(run: Path, test_dir: Path, loso: Path | None, models: Path, out: Path,
         "",
         "## Calibration and decision rule (validation only)",
         "",
-        f"Temperature {card['calibration']['temperature']:.3f}. {card['decision']['rule']}.",
+        f"{card['calibration']['method']}: temperature {card['calibration']['temperature']:.3f}, "
+        f"bias {card['calibration'].get('bias', 0.0):.3f}. {card['decision']['rule']}.",
         f"Validation ({val['n']} images): ECE {val['ece']:.3f} (uncalibrated {val['ece_uncalibrated']:.3f}), "
         f"accuracy at 0.5 {val['accuracy']:.3f}, uncertain {val['uncertain_share']:.1%}, "
         f"accuracy outside the band {val['accuracy_outside_band'] or 0:.3f}.",
