@@ -1,8 +1,8 @@
 """Assemble the model report from the artefacts each stage wrote: audit, split, training
 history, model card, test evaluation and leave-one-source-out results.
 
-    python -m deepfake_api.training.report --run runs/main --test reports/model/test \
-        --loso runs/loso/loso.json --out reports/model
+    python -m deepfake_api.training.report --run runs/main --test docs/model/test \
+        --loso runs/loso/loso.json --out docs/model
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def build(run: Path, test_dir: Path, loso: Path | None, models: Path, out: Path,
         "## Data and split",
         "",
         f"{audit['images']} images from 3 sources; excluded by the audit: {audit['excluded']} "
-        f"(see [audit](../data/audit.md)). Near-duplicate groups: {audit['groups']} "
+        f"(see [audit](../../reports/data/audit.md)). Near-duplicate groups: {audit['groups']} "
         f"({audit['groups_with_copies']} with copies), dHash bits {audit['dup_bits']}.",
         "Split by group (near-duplicate group; dfdc source video), stratified by source and label, 80/10/10, "
         "seeded; validation/test roboflow images within 8 dHash bits of a training image dropped.",
@@ -117,11 +117,11 @@ def build(run: Path, test_dir: Path, loso: Path | None, models: Path, out: Path,
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=Path("runs/main"))
-    ap.add_argument("--test", type=Path, default=Path("reports/model/test"))
+    ap.add_argument("--test", type=Path, default=Path("docs/model/test"))
     ap.add_argument("--loso", type=Path, default=Path("runs/loso/loso.json"))
     ap.add_argument("--models", type=Path, default=Path("models"))
     ap.add_argument("--split", type=Path, default=Path("reports/data/split.csv"))
-    ap.add_argument("--out", type=Path, default=Path("reports/model"))
+    ap.add_argument("--out", type=Path, default=Path("docs/model"))
     ap.add_argument("--extra", type=Path, help="markdown appended verbatim (experiments table, notes)")
     args = ap.parse_args(argv)
     text = build(args.run, args.test, args.loso, args.models, args.out, args.split)
