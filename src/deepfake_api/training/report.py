@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=Path("runs/main"))
     ap.add_argument("--test", type=Path, default=Path("docs/model/test"))
-    ap.add_argument("--loso", type=Path, default=Path("runs/loso/loso.json"))
+    ap.add_argument("--loso", type=Path, default=Path("docs/model/loso.json"))
     ap.add_argument("--models", type=Path, default=Path("models"))
     ap.add_argument("--split", type=Path, default=Path("reports/data/split.csv"))
     ap.add_argument("--out", type=Path, default=Path("docs/model"))
