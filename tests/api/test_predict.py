@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import MODEL_PATH
 from tests.utils.images import jpeg_bytes, png_bytes
+from tests.utils.problems import assert_problem
 
 
 def _post(client: TestClient, data: bytes, name: str = "face.jpg", **kw: object):  # type: ignore[no-untyped-def]
@@ -79,16 +80,8 @@ def test_predict_scores_dataset_images(client: TestClient, dataset_dir: Path, so
     ],
 )
 def test_predict_errors_are_problem_json(client: TestClient, files: dict, status: int, slug: str) -> None:
-    r = client.post("/predict", files=files)
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == "application/problem+json"
-    body = r.json()
-    assert body["type"].endswith("/" + slug)
-    assert body["status"] == status
-    assert body["title"] and body["detail"]
+    body = assert_problem(client.post("/predict", files=files), status, slug)
     assert body["instance"] == "/predict"
-    assert body["request_id"] == r.headers["x-request-id"]
-    assert "Traceback" not in r.text
 
 
 def test_predict_rejects_two_files(client: TestClient) -> None:

@@ -13,6 +13,7 @@ from deepfake_api.api.upload import MAX_PARTS
 from tests.utils.apps import build_app, serving_async
 from tests.utils.hostile import file_part, multipart
 from tests.utils.images import jpeg_bytes
+from tests.utils.problems import assert_problem
 
 pytestmark = pytest.mark.anyio
 LIMIT = 64 * 1024
@@ -22,17 +23,6 @@ CHUNK = 4 * 1024
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def _assert_problem(r: httpx.Response, status: int, slug: str) -> dict:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"] == "application/problem+json"
-    body = r.json()
-    assert body["type"].endswith("/" + slug)
-    assert body["status"] == status
-    assert body["title"] and body["detail"]
-    assert body["request_id"] == r.headers["x-request-id"]
-    return body
 
 
 class Feed:
@@ -53,7 +43,7 @@ async def test_an_oversized_stream_is_refused_before_it_is_read_to_the_end() -> 
     feed = Feed(body)
     async with serving_async(build_app(max_upload_bytes=LIMIT)) as client:
         r = await client.post("/predict", content=feed, headers={"content-type": ctype})
-    _assert_problem(r, 413, "payload-too-large")
+    assert_problem(r, 413, "payload-too-large")
     assert str(LIMIT) in r.json()["detail"]
     assert LIMIT < feed.sent <= LIMIT + CHUNK, f"{feed.sent} of {len(body)} bytes were read"
 
@@ -64,7 +54,7 @@ async def test_a_declared_length_over_the_limit_is_refused_before_any_body_is_re
     headers = {"content-type": ctype, "content-length": str(len(body))}
     async with serving_async(build_app(max_upload_bytes=LIMIT)) as client:
         r = await client.post("/predict", content=feed, headers=headers)
-    _assert_problem(r, 413, "payload-too-large")
+    assert_problem(r, 413, "payload-too-large")
     assert feed.sent == 0
 
 
@@ -78,7 +68,7 @@ async def test_a_chunked_upload_under_the_limit_is_judged() -> None:
 
 def test_an_eleven_megabyte_upload_is_413_with_the_default_limit(client: TestClient) -> None:
     r = client.post("/predict", files={"file": ("big.jpg", b"\xff\xd8\xff" + b"\0" * (11 * 1024 * 1024))})
-    body = _assert_problem(r, 413, "payload-too-large")
+    body = assert_problem(r, 413, "payload-too-large")
     assert "10.0 MiB" in body["detail"]
 
 
@@ -133,19 +123,19 @@ def test_malformed_uploads_are_4xx_problems(
     client: TestClient, body: bytes, ctype: str, status: int, slug: str
 ) -> None:
     r = _raw(client, body, ctype)
-    _assert_problem(r, status, slug)
+    assert_problem(r, status, slug)
     assert "Traceback" not in r.text
 
 
 def test_missing_field_names_the_fields_it_saw(client: TestClient) -> None:
     r = client.post("/predict", data={"photo": "x"}, files={"image": ("a.jpg", IMG, "image/jpeg")})
-    body = _assert_problem(r, 400, "invalid-upload")
+    body = assert_problem(r, 400, "invalid-upload")
     assert "'photo'" in body["detail"] and "'image'" in body["detail"]
 
 
 def test_two_files_in_the_field_are_refused(client: TestClient) -> None:
     files = [("file", ("a.jpg", IMG, "image/jpeg")), ("file", ("b.jpg", IMG, "image/jpeg"))]
-    body = _assert_problem(client.post("/predict", files=files), 400, "invalid-upload")
+    body = assert_problem(client.post("/predict", files=files), 400, "invalid-upload")
     assert "exactly one" in body["detail"]
 
 
@@ -160,7 +150,7 @@ def test_a_form_with_too_many_parts_is_refused_without_parsing_it_all(client: Te
     started = time.process_time()
     r = _raw(client, body, ctype)
     cpu = time.process_time() - started
-    assert f"more than {MAX_PARTS} parts" in _assert_problem(r, 400, "invalid-upload")["detail"]
+    assert f"more than {MAX_PARTS} parts" in assert_problem(r, 400, "invalid-upload")["detail"]
     assert cpu < 1.0, f"{cpu:.2f} s of CPU to refuse it"
 
 

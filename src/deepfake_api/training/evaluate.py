@@ -55,6 +55,16 @@ def _pick(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def by_source(rows: list[dict[str, Any]]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(source, labels, scores) for each source of the scored rows, then "overall"."""
+    ok = [r for r in rows if "score" in r]
+    out = []
+    for src in sorted({r["dataset"] for r in ok}) + ["overall"]:
+        sel = [r for r in ok if src in ("overall", r["dataset"])]
+        out.append((src, np.array([r["y"] for r in sel], np.float64), np.array([r["score"] for r in sel])))
+    return out
+
+
 def compute(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rows if "score" in r]
     if not ok:
@@ -68,10 +78,7 @@ def compute(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "error_kinds": dict(Counter(r["error"].split(":")[0] for r in rows if "error" in r)),
         "per_source": {},
     }
-    for src in sorted({r["dataset"] for r in ok}) + ["overall"]:
-        sel = [r for r in ok if src in ("overall", r["dataset"])]
-        y = np.array([r["y"] for r in sel], np.float64)
-        s = np.array([r["score"] for r in sel], np.float64)
+    for src, y, s in by_source(ok):
         metrics = summary(y, s, threshold=threshold, band=band)  # type: ignore[arg-type]
         if src == "overall":
             out["overall"] = metrics
@@ -87,14 +94,11 @@ def _plots(rows: list[dict[str, Any]], out: Path) -> None:
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
-    ok = [r for r in rows if "score" in r]
-    groups = sorted({r["dataset"] for r in ok}) + ["overall"]
+    groups = by_source(rows)
     fig, ax = plt.subplots(figsize=(5, 5))
-    for src in groups:
-        sel = [r for r in ok if src in ("overall", r["dataset"])]
-        y = [r["y"] for r in sel]
+    for src, y, s in groups:
         if len(set(y)) == 2:
-            fpr, tpr, _ = roc_curve(y, [r["score"] for r in sel])
+            fpr, tpr, _ = roc_curve(y, s)
             ax.plot(fpr, tpr, label=src, linewidth=2 if src == "overall" else 1)
     ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
     ax.set(xlabel="false positive rate (real called fake)", ylabel="true positive rate", title="ROC")
@@ -105,10 +109,7 @@ def _plots(rows: list[dict[str, Any]], out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 5))
     edges = np.linspace(0, 1, 11)
-    for src in groups:
-        sel = [r for r in ok if src in ("overall", r["dataset"])]
-        s = np.array([r["score"] for r in sel])
-        y = np.array([r["y"] for r in sel])
+    for src, y, s in groups:
         idx = np.clip(np.digitize(s, edges[1:-1]), 0, 9)
         xs = [s[idx == b].mean() for b in range(10) if (idx == b).sum() >= 5]
         ys = [y[idx == b].mean() for b in range(10) if (idx == b).sum() >= 5]
