@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     loadgen.wrk_path()
     results: dict[str, Any] = {
         "timestamp": stamp,
-        "command": "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": f"python -m bench.run {shlex.join(argv if argv is not None else sys.argv[1:])}".strip(),
         "machine": report.machine(),
         "service_settings": " ".join(f"{k}={v}" for k, v in env.items()),
         "warmup_s": args.warmup,

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     results: dict[str, Any] = {
         "timestamp": stamp,
-        "command": "python -m bench.sweep " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": f"python -m bench.sweep {' '.join(argv if argv is not None else sys.argv[1:])}".strip(),
         "machine": report.machine(),
         "duration_s": args.duration,
         "warmup_s": args.warmup,
