@@ -23,6 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 
 bench: $(STAMP)
+	command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(BIN)/python -m bench.run
 
 train: $(STAMP)

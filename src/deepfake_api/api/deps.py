@@ -14,17 +14,17 @@ from deepfake_api.errors import RateLimited, Unauthorized
 from deepfake_api.model import DeepfakeModel
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_engine(request: Request) -> InferenceEngine:
+async def get_engine(request: Request) -> InferenceEngine:
     engine: InferenceEngine = request.app.state.engine
     return engine
 
 
-def get_model(request: Request) -> DeepfakeModel:
+async def get_model(request: Request) -> DeepfakeModel:
     model: DeepfakeModel = request.app.state.model
     return model
 
@@ -34,7 +34,7 @@ EngineDep = Annotated[InferenceEngine, Depends(get_engine)]
 ModelDep = Annotated[DeepfakeModel, Depends(get_model)]
 
 
-def check_api_key(request: Request, settings: SettingsDep) -> None:
+async def check_api_key(request: Request, settings: SettingsDep) -> None:
     """When an API key is configured, require it (constant-time compare)."""
     if settings.api_key is None:
         return
@@ -43,7 +43,7 @@ def check_api_key(request: Request, settings: SettingsDep) -> None:
         raise Unauthorized("Send the API key in the X-API-Key header.", headers={"WWW-Authenticate": "X-API-Key"})
 
 
-def check_rate_limit(request: Request) -> None:
+async def check_rate_limit(request: Request) -> None:
     """Per-client limit (by client address) when DEEPFAKE_RATE_LIMIT is set."""
     limiter = request.app.state.rate_limiter
     if limiter is None:
