@@ -1,8 +1,8 @@
 """deepfake-api: serve the API, judge images from the shell, evaluate on a labelled folder.
 
-    deepfake-api serve [--host H] [--port P] [--workers N] [--model PATH]
-    deepfake-api predict FILE... [--url URL] [--json]   exit 0: none fake, 1: some fake, 2: error
-    deepfake-api evaluate DIR [--url URL] [--out DIR]
+deepfake-api serve [--host H] [--port P] [--workers N] [--model PATH]
+deepfake-api predict FILE... [--url URL] [--json]   exit 0: none fake, 1: some fake, 2: error
+deepfake-api evaluate DIR [--url URL] [--out DIR]
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="deepfake-api", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="deepfake-api", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the HTTP service")
     s.add_argument("--host")

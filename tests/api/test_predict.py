@@ -97,7 +97,9 @@ def test_predict_without_multipart_is_415(client: TestClient) -> None:
     assert r.json()["type"].endswith("/unsupported-media-type")
 
 
-@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/nope", 404), ("GET", "/predict", 405), ("DELETE", "/health", 405)])
+@pytest.mark.parametrize(
+    ("method", "path", "status"), [("GET", "/nope", 404), ("GET", "/predict", 405), ("DELETE", "/health", 405)]
+)
 def test_routing_errors_are_problem_json(client: TestClient, method: str, path: str, status: int) -> None:
     r = client.request(method, path)
     assert r.status_code == status

@@ -81,7 +81,13 @@ def choose_band(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
 
 
 def build_card(
-    *, temperature: float, bias: float, band: tuple[float, float], val_metrics: dict[str, Any], split_csv: Path, train_info: dict[str, Any]
+    *,
+    temperature: float,
+    bias: float,
+    band: tuple[float, float],
+    val_metrics: dict[str, Any],
+    split_csv: Path,
+    train_info: dict[str, Any],
 ) -> dict[str, Any]:
     return {
         "name": MODEL_NAME,
@@ -137,7 +143,10 @@ def calibrate(run: Path, out: Path, data: Path, split_csv: Path) -> dict[str, An
     x = eval_arrays(val)
     fn = compile_predictor(model_file)
     logits = np.concatenate(
-        [np.asarray(fn(x["local"][i : i + 64], x["global"][i : i + 64])).reshape(-1) for i in range(0, len(val.items), 64)]
+        [
+            np.asarray(fn(x["local"][i : i + 64], x["global"][i : i + 64])).reshape(-1)
+            for i in range(0, len(val.items), 64)
+        ]
     )
     y = val.y
     temperature, bias = fit_platt(y, logits)

@@ -100,12 +100,15 @@ def _plots(rows: list[dict[str, Any]], out: Path) -> None:
         if len(set(y)) == 2:
             fpr, tpr, _ = roc_curve(y, s)
             ax.plot(fpr, tpr, label=src, linewidth=2 if src == "overall" else 1)
-    ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
-    ax.set(xlabel="false positive rate (real called fake)", ylabel="true positive rate", title="ROC")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "roc.png", dpi=110)
-    plt.close(fig)
+    _save(
+        fig,
+        ax,
+        out / "roc.png",
+        "lower right",
+        xlabel="false positive rate (real called fake)",
+        ylabel="true positive rate",
+        title="ROC",
+    )
 
     fig, ax = plt.subplots(figsize=(5, 5))
     edges = np.linspace(0, 1, 11)
@@ -114,11 +117,26 @@ def _plots(rows: list[dict[str, Any]], out: Path) -> None:
         xs = [s[idx == b].mean() for b in range(10) if (idx == b).sum() >= 5]
         ys = [y[idx == b].mean() for b in range(10) if (idx == b).sum() >= 5]
         ax.plot(xs, ys, "o-", label=src, linewidth=2 if src == "overall" else 1, markersize=3)
+    _save(
+        fig,
+        ax,
+        out / "reliability.png",
+        "upper left",
+        xlabel="predicted P(fake)",
+        ylabel="observed share fake",
+        title="Reliability (bins with >= 5 images)",
+    )
+
+
+def _save(fig: Any, ax: Any, path: Path, legend: str, **labels: str) -> None:
+    """Diagonal reference, labels, legend; write the figure and free it."""
+    import matplotlib.pyplot as plt
+
     ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
-    ax.set(xlabel="predicted P(fake)", ylabel="observed share fake", title="Reliability (bins with >= 5 images)")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.set(**labels)
+    ax.legend(loc=legend, fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "reliability.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
