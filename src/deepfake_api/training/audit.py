@@ -144,9 +144,7 @@ def summarize(rows: list[dict[str, str]]) -> dict[str, object]:
             by_ds[r["dataset"]]["images"] += 1
             if members[r["group"]] > 1:
                 by_ds[r["dataset"]]["in_multi_groups"] += 1
-    mixed = sum(
-        1 for g in multi if len({r["label"] for r in rows if r["group"] == g and not r["excluded"]}) > 1
-    )
+    mixed = sum(1 for g in multi if len({r["label"] for r in rows if r["group"] == g and not r["excluded"]}) > 1)
     return {
         "images": len(rows),
         "excluded": dict(Counter(r["excluded"] for r in rows if r["excluded"])),

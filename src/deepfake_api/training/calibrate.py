@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from deepfake_api import preprocess
-from deepfake_api.model import CARD_NAME, compile_predictor, sha256_file
+from deepfake_api.model import CARD_NAME, sha256_file
 from deepfake_api.training.data import DEFAULT_DATA_DIR
-from deepfake_api.training.dataset import eval_arrays, items_by_split, load_images
+from deepfake_api.training.dataset import items_by_split, load_images, logits_of
 from deepfake_api.training.evalmetrics import ece, per_source_auc, summary
 
 PRECISION = 0.95
@@ -140,14 +140,7 @@ def calibrate(run: Path, out: Path, data: Path, split_csv: Path) -> dict[str, An
 
     model_file = run / "best.keras"
     val = load_images(items_by_split(data, split_csv)["val"])
-    x = eval_arrays(val)
-    fn = compile_predictor(model_file)
-    logits = np.concatenate(
-        [
-            np.asarray(fn(x["local"][i : i + 64], x["global"][i : i + 64])).reshape(-1)
-            for i in range(0, len(val.items), 64)
-        ]
-    )
+    logits = logits_of(model_file, val)
     y = val.y
     temperature, bias = fit_platt(y, logits)
     score = _sigmoid(logits / temperature + bias)

@@ -11,6 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from deepfake_api.model import compile_predictor
 from deepfake_api.preprocess import decode_image, normalize_size, to_model_inputs
 from deepfake_api.training.augment import augment, random_crop
 from deepfake_api.training.data import Item, read_items
@@ -58,6 +59,18 @@ def eval_arrays(images: Images) -> dict[str, np.ndarray]:
         "local": np.stack([v.local for v in views]).astype(np.float32),
         "global": np.stack([v.global_ for v in views]).astype(np.float32),
     }
+
+
+def logits_of(model_file: Path, images: Images, batch: int = 64) -> np.ndarray:
+    """Raw logits of a saved network for un-augmented images, through the service's compiled call."""
+    x = eval_arrays(images)
+    fn = compile_predictor(model_file)
+    return np.concatenate(
+        [
+            np.asarray(fn(x["local"][i : i + batch], x["global"][i : i + batch])).reshape(-1)
+            for i in range(0, len(images.items), batch)
+        ]
+    )
 
 
 class TrainBatches(keras.utils.PyDataset):

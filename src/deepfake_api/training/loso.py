@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_api.model import compile_predictor
 from deepfake_api.training import train
 from deepfake_api.training.data import DEFAULT_DATA_DIR
-from deepfake_api.training.dataset import eval_arrays, items_by_split, load_images
+from deepfake_api.training.dataset import items_by_split, load_images, logits_of
 from deepfake_api.training.evalmetrics import summary
 
 SOURCES = ("lfw-faceswap", "dfdc-faces", "roboflow-ciplab")
@@ -27,11 +26,7 @@ def held_out_auc(model_file: Path, data: Path, split_csv: Path, source: str) -> 
     splits = items_by_split(data, split_csv)
     items = [it for side in ("train", "val", "test") for it in splits[side] if it.dataset == source]
     images = load_images(items)
-    x = eval_arrays(images)
-    fn = compile_predictor(model_file)
-    logits = np.concatenate(
-        [np.asarray(fn(x["local"][i : i + 64], x["global"][i : i + 64])).reshape(-1) for i in range(0, len(items), 64)]
-    )
+    logits = logits_of(model_file, images)
     prob = 1 / (1 + np.exp(-logits))
     m = summary(images.y, prob, threshold=0.5, band=(0.5, 0.5))
     return {"held_out": source, "n": m["n"], "auc": m["auc"], "accuracy_uncalibrated": m["accuracy"]}
@@ -48,8 +43,20 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for source in args.sources:
         run = args.out / source
-        train.main(["--data", str(args.data), "--split", str(args.split), "--out", str(run),
-                    "--epochs", str(args.epochs), "--exclude-source", source])
+        train.main(
+            [
+                "--data",
+                str(args.data),
+                "--split",
+                str(args.split),
+                "--out",
+                str(run),
+                "--epochs",
+                str(args.epochs),
+                "--exclude-source",
+                source,
+            ]
+        )
         result = {**held_out_auc(run / "best.keras", args.data, args.split, source), "epochs": args.epochs}
         result["selected_epoch"] = json.loads((run / "best.json").read_text())["epoch"]
         (run / "loso.json").write_text(json.dumps(result, indent=2))

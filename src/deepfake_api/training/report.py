@@ -105,10 +105,7 @@ def build(run: Path, test_dir: Path, loso: Path | None, models: Path, out: Path,
             "",
             "| held-out source | images | ROC AUC | epochs (selected) |",
             "|---|---|---|---|",
-            *[
-                f"| {r['held_out']} | {r['n']} | {r['auc']:.3f} | {r['epochs']} ({r['selected_epoch']}) |"
-                for r in rows
-            ],
+            *[f"| {r['held_out']} | {r['n']} | {r['auc']:.3f} | {r['epochs']} ({r['selected_epoch']}) |" for r in rows],
             "",
         ]
     return "\n".join(lines)
