@@ -1,11 +1,11 @@
-# Deepfake detection API: FastAPI + TensorFlow (CPU) served by uvicorn.
+# Deepfake detection API: FastAPI + the exported CNN in LiteRT (no TensorFlow) served by uvicorn.
 #   docker build -t deepfake-api:latest .
 #   docker run --rm -p 8000:8000 deepfake-api:latest
 # Configured only through DEEPFAKE_* environment variables (see src/deepfake_api/config.py).
 
 # ---- requirements: the base `dependencies` of pyproject.toml as a requirements file ----
 # Its own stage so that edits elsewhere in pyproject.toml (extras, tool settings) leave the
-# file, and therefore the TensorFlow layer below, unchanged in the build cache.
+# file, and therefore the dependency layer below, unchanged in the build cache.
 FROM python:3.11-slim AS requirements
 WORKDIR /src
 COPY pyproject.toml ./
@@ -16,24 +16,13 @@ RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.tom
 FROM python:3.11-slim AS deps
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-# binutils for `strip` only; this stage is thrown away, so its version need not be pinned.
-# hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends binutils \
- && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Base `dependencies` only: no dev/test/train extras. Then trim what serving never loads:
-# TensorFlow's C++ headers (for building custom ops), the symbol tables of its two shared
-# libraries (strip keeps the dynamic symbols; about 200 MB), and libclang (a TensorFlow
-# dependency used only by its build tooling).
+# Base `dependencies` only: no dev/test/train extras, so no TensorFlow (the service runs the
+# exported model.tflite in LiteRT).
 COPY --from=requirements /src/requirements.txt ./
-RUN pip install -r requirements.txt \
- && pip uninstall -y libclang \
- && rm -rf /opt/venv/lib/python3.11/site-packages/tensorflow/include \
- && strip --strip-unneeded /opt/venv/lib/python3.11/site-packages/tensorflow/libtensorflow_cc.so.2 \
-        /opt/venv/lib/python3.11/site-packages/tensorflow/libtensorflow_framework.so.2
+RUN pip install -r requirements.txt
 
 # ---- app: the deepfake_api package on its own, so a source edit rebuilds only this ----
 FROM deps AS app
@@ -53,22 +42,21 @@ FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    TF_CPP_MIN_LOG_LEVEL=2 \
     DEEPFAKE_HOST=0.0.0.0 \
     DEEPFAKE_PORT=8000 \
-    DEEPFAKE_MODEL_PATH=/app/models/model.keras
+    DEEPFAKE_MODEL_PATH=/app/models/model.tflite
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /app --shell /usr/sbin/nologin app
 # Dependencies first (a large layer that changes only with requirements), then the package.
 COPY --from=venv /opt/venv /opt/venv
 COPY --from=app /opt/app/site/ /opt/venv/lib/python3.11/site-packages/
 COPY --from=app /opt/app/bin/ /opt/venv/bin/
 # The model and its card travel together: the service refuses to start on a mismatch.
-COPY models/model.keras models/model_card.json /app/models/
+COPY models/model.tflite models/model_card.json /app/models/
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000
 # Readiness, not liveness: healthy once the model is loaded and warmed.
-HEALTHCHECK --interval=10s --timeout=3s --start-period=90s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('DEEPFAKE_PORT', '8000'), timeout=2)"]
 # Exec form: uvicorn is PID 1 and gets SIGTERM itself, then drains in-flight requests
 # (timeout_graceful_shutdown=30 in `deepfake-api serve`).

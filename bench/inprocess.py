@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
+from importlib.metadata import version
 from itertools import cycle
 from pathlib import Path
 
@@ -87,9 +88,7 @@ def model_rate(model: DeepfakeModel, decode: Decode, datas: list[bytes], batch: 
     return done / (time.perf_counter() - started)
 
 
-def single_latency(
-    model: DeepfakeModel, decode: Decode, datas: list[bytes], seconds: float
-) -> dict[str, float]:
+def single_latency(model: DeepfakeModel, decode: Decode, datas: list[bytes], seconds: float) -> dict[str, float]:
     """Decode + model at batch 1, one image at a time: every image at least once, twice if time allows."""
     times = []
     started, cpu = time.perf_counter(), time.process_time()
@@ -121,7 +120,6 @@ def measure(paths: list[Path], seconds: float, batch: int) -> dict[str, object]:
     model.warm((1, batch))
     load_s = time.perf_counter() - started
     diag_s = max(1.0, seconds / 4)
-    import tensorflow as tf
 
     return {
         "model": str(settings.model_path),
@@ -134,7 +132,11 @@ def measure(paths: list[Path], seconds: float, batch: int) -> dict[str, object]:
         "pipeline": pipeline_rate(model, decode, datas, settings.decode_threads, batch, seconds),
         "decode_only_images_per_s": decode_rate(decode, datas, settings.decode_threads, diag_s),
         "model_only_images_per_s": model_rate(model, decode, datas, batch, diag_s),
-        "versions": {"python": sys.version.split()[0], "tensorflow": tf.__version__, "numpy": np.__version__},
+        "backend": model.backend,
+        "versions": {
+            "python": sys.version.split()[0],
+            **{d: version(d) for d in ("ai-edge-litert", "numpy", "pillow")},
+        },
         "pid": os.getpid(),
     }
 

@@ -192,9 +192,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def report(
-    results: Results, rss: tuple[float, float], bombs_idle: list[float], meta: dict[str, object]
-) -> dict:
+def report(results: Results, rss: tuple[float, float], bombs_idle: list[float], meta: dict[str, object]) -> dict:
     every = [s for values in results.latency.values() for s in values]
     total = sum(results.statuses.values())
     fivexx = sum(n for s, n in results.statuses.items() if s.startswith("5"))
@@ -204,9 +202,7 @@ def report(
         "throughput_rps": round(total / float(str(meta["duration_s"])), 1),
         "statuses": dict(sorted(results.statuses.items())),
         "status_5xx": fivexx,
-        "status_5xx_other_than_503": sum(
-            n for s, n in results.statuses.items() if s.startswith("5") and s != "503"
-        ),
+        "status_5xx_other_than_503": sum(n for s, n in results.statuses.items() if s.startswith("5") and s != "503"),
         "connection_errors": dict(results.errors),
         "latency_ms": {"p50": round(pct(every, 0.50), 1), "p99": round(pct(every, 0.99), 1)},
         "by_kind": {
@@ -237,9 +233,7 @@ def report(
         f"latency all         p50 {summary['latency_ms']['p50']} ms  p99 {summary['latency_ms']['p99']} ms",
     ]
     for kind, k in summary["by_kind"].items():
-        lines.append(
-            f"  {kind:<10} n={k['count']:<6} p50 {k['p50_ms']} ms  p99 {k['p99_ms']} ms  {k['statuses']}"
-        )
+        lines.append(f"  {kind:<10} n={k['count']:<6} p50 {k['p50_ms']} ms  p99 {k['p99_ms']} ms  {k['statuses']}")
     lines += [
         f"server RSS          start {rss[0]:.1f} MB  end {rss[1]:.1f} MB",
         f"bomb refused (idle) min {summary['bomb_reject_ms_idle']['min']} ms  "

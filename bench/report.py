@@ -20,9 +20,7 @@ def machine() -> dict[str, Any]:
     meminfo = Path("/proc/meminfo").read_text()
     mem = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.M)
     try:
-        wrk = (
-            subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].split(" [")[0]
-        )
+        wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].split(" [")[0]
     except OSError:
         wrk = "not installed"
     return {
@@ -74,9 +72,7 @@ def table(results: dict[str, Any]) -> list[str]:
             latency = [_f(lv[k], 2) for k in ("p50_ms", "p90_ms", "p99_ms")]
             errors = [lv["non_2xx"], lv["socket_errors"], _f(lv.get("mean_batch"), 1)]
             cpu = [_f(lv["server_cpu_ms_per_ok"], 2), _f(lv["server_cpu"], 2), _f(lv["other_cpu"], 2)]
-            rows.append(
-                _row([block["label"], lv["concurrency"], _f(lv["ok_per_s"]), *latency, *errors, *cpu])
-            )
+            rows.append(_row([block["label"], lv["concurrency"], _f(lv["ok_per_s"]), *latency, *errors, *cpu]))
     return rows
 
 
@@ -170,7 +166,8 @@ def markdown(results: dict[str, Any], bars: list[dict[str, Any]], ratios: dict[s
         f"Run `{results['command']}` at {results['timestamp']} (results/{results['file']}).",
         "",
         f"Machine: {m['nproc']} cores, {m['cpu_model']}, {m['ram_gib']} GiB RAM, Linux {m['kernel']}; "
-        f"Python {v['python']}, TensorFlow {v['tensorflow']}, numpy {v['numpy']}, {m['wrk']}. "
+        f"Python {v['python']}, backend {ip.get('backend', 'tensorflow')} "
+        f"(ai-edge-litert {v.get('ai-edge-litert', '-')}), numpy {v['numpy']}, {m['wrk']}. "
         f"Load average at start: {' '.join(m['loadavg_start'])}.",
         "",
         f"Images: {results['images']}. Model: `{Path(ip['model']).name}` sha256 {ip['model_sha256'][:12]}…. "

@@ -25,7 +25,7 @@ from typing import Any
 from bench import images, loadgen, report, servers
 
 RESULTS = Path(__file__).with_name("results")
-MODEL = servers.ROOT / "models" / "model.keras"
+MODEL = servers.ROOT / "models" / "model.tflite"
 
 
 def settings_env(pairs: list[str], workers: int | None) -> dict[str, str]:
@@ -41,9 +41,7 @@ def settings_env(pairs: list[str], workers: int | None) -> dict[str, str]:
     return env
 
 
-def run_inprocess(
-    list_file: Path, seconds: float, batch: int, env: dict[str, str], model: Path
-) -> dict[str, Any]:
+def run_inprocess(list_file: Path, seconds: float, batch: int, env: dict[str, str], model: Path) -> dict[str, Any]:
     argv = [
         sys.executable,
         "-m",
@@ -116,9 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--warmup", type=float, default=5.0, help="seconds of unmeasured load before the levels (default 5)"
     )
-    ap.add_argument(
-        "--inprocess-duration", type=float, help="seconds of pipeline throughput (default: --duration)"
-    )
+    ap.add_argument("--inprocess-duration", type=float, help="seconds of pipeline throughput (default: --duration)")
     ap.add_argument("--batch", type=int, default=32, help="in-process batch size (default 32)")
     ap.add_argument("--images", type=int, default=96, help="size of the fixed image set (default 96)")
     ap.add_argument(
@@ -130,11 +126,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--workers", type=int, help="uvicorn worker processes for the service")
     ap.add_argument(
-        "--model", type=Path, default=MODEL, help="model .keras file (default: the committed one)"
+        "--model", type=Path, default=MODEL, help="model file, .tflite or .keras (default: the committed model.tflite)"
     )
-    ap.add_argument(
-        "--ready-timeout", type=float, default=180.0, help="seconds to wait for ready (default 180)"
-    )
+    ap.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for ready (default 180)")
     ap.add_argument("--no-seed", action="store_true", help="skip the seed-style baseline")
     ap.add_argument("--no-report", action="store_true", help="do not rewrite bench/REPORT.md")
     return ap.parse_args(argv)
@@ -184,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.no_seed:
             print("seed-style baseline over HTTP ...", flush=True)
-            with servers.seed_style(scratch, args.model) as seed:
+            # The seed's way needs the Keras network (model.predict): the one the runtime was exported from.
+            with servers.seed_style(scratch, args.model.with_suffix(".keras")) as seed:
                 seed.start(args.ready_timeout)
                 results["seed"] = {
                     "label": "seed-style",
@@ -203,9 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"service ÷ in-process at c=32: {_show(ratios['service_over_inprocess_c32'], '{:.2f}')}")
     print(f"service ÷ seed-style at c=8:  {_show(ratios['service_over_seed_c8'], '{:.1f}×')}")
-    print(
-        f"p50 at c=1 − in-process single: {_show(ratios['p50_c1_minus_inprocess_single_ms'], '{:+.2f} ms')}"
-    )
+    print(f"p50 at c=1 − in-process single: {_show(ratios['p50_c1_minus_inprocess_single_ms'], '{:+.2f} ms')}")
     print(
         f"errors: service {ratios['service_non_2xx']} non-2xx, {ratios['service_socket_errors']} socket",
         end="",

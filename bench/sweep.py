@@ -95,9 +95,7 @@ def markdown(results: dict[str, Any]) -> str:
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results["layouts"]:
         if "error" in r:
-            rows.append(
-                "| " + " | ".join([r["layout"], f"failed: {r['error']}"] + [""] * (len(head) - 2)) + " |"
-            )
+            rows.append("| " + " | ".join([r["layout"], f"failed: {r['error']}"] + [""] * (len(head) - 2)) + " |")
             continue
         cells = [r["layout"], f"{r['ready_s']:.1f}", f"{r['rss_mib']:.0f}"]
         for lv in r["levels"]:
@@ -138,12 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", default="1,32", help="levels (default 1,32)")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of unmeasured load first (default 3)")
     ap.add_argument("--images", type=int, default=96)
-    ap.add_argument(
-        "--layout", action="append", default=[], help='"name:key=value,..." (default: the built-in list)'
-    )
-    ap.add_argument(
-        "--ready-timeout", type=float, default=180.0, help="seconds to wait for ready (default 180)"
-    )
+    ap.add_argument("--layout", action="append", default=[], help='"name:key=value,..." (default: the built-in list)')
+    ap.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for ready (default 180)")
     ap.add_argument("--no-report", action="store_true", help="do not rewrite bench/REPORT.md")
     args = ap.parse_args(argv)
     servers.stop_on_sigterm()
@@ -170,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         list_file.write_text("".join(f"{p}\n" for p in paths))
         for name, pairs in layouts:
             results["layouts"].append(
-                measure_layout(
-                    name, pairs, list_file, levels, args.duration, args.warmup, scratch, args.ready_timeout
-                )
+                measure_layout(name, pairs, list_file, levels, args.duration, args.warmup, scratch, args.ready_timeout)
             )
             text = _save(results, not args.no_report)  # after every layout: a cut-short sweep keeps its rows
     print("\n" + text)

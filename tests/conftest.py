@@ -17,7 +17,10 @@ from deepfake_api.app import create_app
 from deepfake_api.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_PATH = ROOT / "models" / "model.keras"
+MODEL_PATH = ROOT / "models" / "model.tflite"
+"""The served model (LiteRT); its sha256 is the one responses report."""
+KERAS_PATH = ROOT / "models" / "model.keras"
+"""The trained network it was exported from (the TensorFlow reference)."""
 DATASET_DIR = ROOT.parent / "shared" / "datasets"
 
 

@@ -45,9 +45,7 @@ def _api(live_server: str, path: Path) -> dict[str, Any]:
     return body
 
 
-def test_predict_json_gives_one_verdict_per_file(
-    capsys: pytest.CaptureFixture[str], images: list[Path]
-) -> None:
+def test_predict_json_gives_one_verdict_per_file(capsys: pytest.CaptureFixture[str], images: list[Path]) -> None:
     code, out, _ = _run(capsys, *images, "--model", MODEL_PATH, "--json")
     rows = json.loads(out)
     assert [r["file"] for r in rows] == [str(p) for p in images]

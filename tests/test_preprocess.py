@@ -77,9 +77,7 @@ def test_transparent_pixels_are_flattened_on_white(mode: str) -> None:
     ],
 )
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
-def test_exif_orientation_is_applied(
-    orientation: int, shape: tuple[int, int], top_left: tuple, fmt: str
-) -> None:
+def test_exif_orientation_is_applied(orientation: int, shape: tuple[int, int], top_left: tuple, fmt: str) -> None:
     decoded = decode_image(halves_with_orientation(orientation, fmt))
     assert decoded.rgb.shape[:2] == shape
     assert np.abs(decoded.rgb[3, 3].astype(int) - top_left).max() < 40

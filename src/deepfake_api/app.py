@@ -122,9 +122,7 @@ def create_app(settings: Settings | None = None, model: DeepfakeModel | None = N
 def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
     """Error responses are documented as application/problem+json only (FastAPI adds application/json)."""
     if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         for ops in schema["paths"].values():
             for op in ops.values():
                 for status, resp in op.get("responses", {}).items():

@@ -88,7 +88,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--workers", type=int)
-    s.add_argument("--model", type=Path, help="model .keras file (its model_card.json beside it)")
+    s.add_argument(
+        "--model", type=Path, help="model file: .tflite (LiteRT) or .keras (TensorFlow); its model_card.json beside it"
+    )
     s.set_defaults(func=_serve)
     p = sub.add_parser("predict", help="judge image files")
     p.add_argument("files", nargs="+")

@@ -9,14 +9,15 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_REPO_MODEL = Path(__file__).resolve().parents[2] / "models" / "model.keras"
+_REPO_MODEL = Path(__file__).resolve().parents[2] / "models" / "model.tflite"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEEPFAKE_", env_ignore_empty=True, extra="ignore")
 
     model_path: Path = _REPO_MODEL
-    """The .keras file; its model_card.json must sit beside it."""
+    """The served network, model_card.json beside it: model.tflite (LiteRT, no TensorFlow import)
+    or model.keras (through TensorFlow, needs the `train` extra; the reference the export is checked against)."""
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
@@ -36,7 +37,7 @@ class Settings(BaseSettings):
     """Requests admitted at once (decoding, queued or in the model); beyond it 503 + Retry-After."""
     decode_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     inference_threads: int = Field(0, ge=0)
-    """TensorFlow intra-op threads (0: TensorFlow's default, all cores)."""
+    """Threads inside one model call (0: one per core)."""
     request_timeout_s: float = Field(10.0, gt=0)
     """Per-request deadline for /predict (503 beyond)."""
     retry_after_s: int = Field(1, ge=1)

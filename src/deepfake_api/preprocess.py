@@ -81,8 +81,7 @@ def decode_image(data: bytes, *, max_pixels: int = 40_000_000, min_side: int = 3
             width, height = im.size
             if width * height > max_pixels:
                 raise ImageTooLarge(
-                    f"The image is {width}x{height} ({width * height} pixels); "
-                    f"the limit is {max_pixels} pixels."
+                    f"The image is {width}x{height} ({width * height} pixels); the limit is {max_pixels} pixels."
                 )
             # is_animated stops at the second frame; n_frames would walk every frame of the upload.
             if getattr(im, "is_animated", False):

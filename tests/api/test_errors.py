@@ -53,9 +53,7 @@ def _problem(r, status: int) -> dict:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("cls", DOMAIN_ERRORS, ids=lambda c: c.__name__)
-def test_each_domain_error_keeps_its_status_type_and_headers(
-    raising: TestClient, cls: type[DeepfakeError]
-) -> None:
+def test_each_domain_error_keeps_its_status_type_and_headers(raising: TestClient, cls: type[DeepfakeError]) -> None:
     r = raising.get(f"/test/domain/{cls.__name__}")
     body = _problem(r, cls.status)
     assert body["type"] == PROBLEM_BASE + cls.slug

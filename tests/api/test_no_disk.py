@@ -64,9 +64,7 @@ def test_uploads_leave_no_file_on_disk(client: TestClient, watched: list[Path]) 
     big = _five_megabyte_png()
     before = _snapshot(*watched)
     ok = client.post("/predict", files={"file": ("big.png", big, "image/png")})
-    refused = client.post(
-        "/predict", files={"file": ("huge.png", big + b"\0" * (6 * 1024 * 1024), "image/png")}
-    )
+    refused = client.post("/predict", files={"file": ("huge.png", big + b"\0" * (6 * 1024 * 1024), "image/png")})
     assert ok.status_code == 200, ok.text
     assert ok.json()["image"] == {"width": 1300, "height": 1300, "format": "PNG"}
     assert refused.status_code == 413

@@ -140,9 +140,7 @@ def test_two_files_in_the_field_are_refused(client: TestClient) -> None:
 
 
 def test_a_form_with_too_many_parts_is_refused_without_parsing_it_all(client: TestClient) -> None:
-    few = multipart(
-        [(b'Content-Disposition: form-data; name="x"', b"1")] * (MAX_PARTS - 1) + [file_part(IMG)]
-    )
+    few = multipart([(b'Content-Disposition: form-data; name="x"', b"1")] * (MAX_PARTS - 1) + [file_part(IMG)])
     assert _raw(client, *few).status_code == 200
     tiny = [(b'Content-Disposition: form-data; name="x"', b"")] * 140_000
     body, ctype = multipart(tiny + [file_part(IMG)])

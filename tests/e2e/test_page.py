@@ -152,9 +152,7 @@ def test_page_shows_the_served_model_and_links_to_swagger(page: Page, live_serve
     assert page.severe_logs() == []
 
 
-def test_verdicts_for_a_real_and_a_fake_image_match_the_api(
-    page: Page, live_server: str, tmp_path: Path
-) -> None:
+def test_verdicts_for_a_real_and_a_fake_image_match_the_api(page: Page, live_server: str, tmp_path: Path) -> None:
     for seed, label in enumerate(("real", "fake")):
         path = _sample(label, tmp_path, seed)
         page.upload(path)

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from deepfake_api.app import create_app
+from deepfake_api.errors import ModelCardError
 from deepfake_api.model import DeepfakeModel
 from deepfake_api.preprocess import preprocess
 from deepfake_api.training import calibrate, train
@@ -56,23 +57,26 @@ def test_quick_training_produces_a_model_the_service_serves(quick_model: Path) -
     assert card["calibration"]["temperature"] > 0
     low, high = card["decision"]["uncertain_band"]
     assert 0 <= low <= card["decision"]["threshold"] <= high <= 1
-    model = DeepfakeModel(quick_model)
+    assert card["runtime"]["max_abs_logit_diff_vs_keras"] <= card["runtime"]["parity_tolerance"]
+    model = DeepfakeModel(quick_model.with_name("model.tflite"))
     model.load()
-    assert model.sha256 == card["sha256"]
-    with TestClient(create_app(make_settings(model_path=quick_model))) as client:
+    assert model.sha256 == card["runtime"]["sha256"]
+    with TestClient(create_app(make_settings(model_path=quick_model.with_name("model.tflite")))) as client:
         wait_ready(client)
         data = (quick_model.parents[1] / "fake" / "fake_0.jpg").read_bytes()
         r = client.post("/predict", files={"file": ("f.jpg", data, "image/jpeg")})
         assert r.status_code == 200, r.text
-        assert r.json()["model"]["sha256"] == card["sha256"]
+        assert r.json()["model"]["sha256"] == card["runtime"]["sha256"]
 
 
-def test_a_tampered_model_file_fails_at_load(quick_model: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "model.keras"
-    copy.write_bytes(quick_model.read_bytes() + b"\0")
-    (tmp_path / "model_card.json").write_bytes(quick_model.with_name("model_card.json").read_bytes())
-    with pytest.raises(Exception, match="sha256"):
-        DeepfakeModel(copy).load()
+@pytest.mark.parametrize("tampered", ["model.tflite", "model.keras"])
+def test_a_tampered_model_file_fails_at_load(quick_model: Path, tmp_path: Path, tampered: str) -> None:
+    for name in ("model.keras", "model.tflite", "model_card.json"):
+        data = quick_model.with_name(name).read_bytes()
+        (tmp_path / name).write_bytes(data + b"\0" if name == tampered else data)
+    DeepfakeModel(quick_model.with_name(tampered)).load()  # the original loads
+    with pytest.raises(ModelCardError, match="sha256"):
+        DeepfakeModel(tmp_path / tampered).load()
 
 
 def _exif_rotated_jpeg(path: Path) -> None:

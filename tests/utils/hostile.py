@@ -21,9 +21,7 @@ EXIF_USER_COMMENT = 0x9286
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
     """One PNG chunk with its length and a correct CRC, so only the claimed size is a lie."""
-    return (
-        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
 def png_header_bomb(width: int = 50_000, height: int = 50_000, idat: bytes | None = None) -> bytes:
@@ -137,9 +135,7 @@ def halves_with_orientation(orientation: int, fmt: str = "JPEG") -> bytes:
     arr[:, 60:] = (0, 0, 255)
     exif = Image.Exif()
     exif[EXIF_ORIENTATION] = orientation
-    return encode(
-        Image.fromarray(arr), fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {})
-    )
+    return encode(Image.fromarray(arr), fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {}))
 
 
 def jpeg_with_huge_exif(payload: int = 60_000, orientation: int = 1) -> bytes:
@@ -150,9 +146,7 @@ def jpeg_with_huge_exif(payload: int = 60_000, orientation: int = 1) -> bytes:
     return encode(Image.fromarray(noise_rgb(64, 64)), "JPEG", exif=exif.tobytes())
 
 
-def multipart(
-    parts: list[tuple[bytes, bytes]], boundary: bytes = b"test-boundary-7MA4YWxk"
-) -> tuple[bytes, str]:
+def multipart(parts: list[tuple[bytes, bytes]], boundary: bytes = b"test-boundary-7MA4YWxk") -> tuple[bytes, str]:
     """A raw multipart/form-data body from (headers block, content) pairs, and its content type."""
     out = b"".join(b"--" + boundary + b"\r\n" + head + b"\r\n\r\n" + data + b"\r\n" for head, data in parts)
     return out + b"--" + boundary + b"--\r\n", "multipart/form-data; boundary=" + boundary.decode()

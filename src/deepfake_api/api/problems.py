@@ -47,19 +47,21 @@ def problem(
 
 async def _domain(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DeepfakeError)
-    return problem(
-        request, status=exc.status, slug=exc.slug, title=exc.title, detail=exc.detail, headers=exc.headers
-    )
+    return problem(request, status=exc.status, slug=exc.slug, title=exc.title, detail=exc.detail, headers=exc.headers)
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     phrase = http.HTTPStatus(exc.status_code).phrase
     slug = phrase.lower().replace(" ", "-").replace("'", "")
-    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else {
-        404: f"There is no resource at {request.url.path}.",
-        405: f"{request.method} is not allowed on {request.url.path}.",
-    }.get(exc.status_code, phrase)
+    detail = (
+        exc.detail
+        if isinstance(exc.detail, str) and exc.detail != phrase
+        else {
+            404: f"There is no resource at {request.url.path}.",
+            405: f"{request.method} is not allowed on {request.url.path}.",
+        }.get(exc.status_code, phrase)
+    )
     return problem(request, status=exc.status_code, slug=slug, title=phrase, detail=detail, headers=exc.headers)
 
 

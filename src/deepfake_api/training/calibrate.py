@@ -30,6 +30,7 @@ from deepfake_api.model import CARD_NAME, sha256_file
 from deepfake_api.training.data import DEFAULT_DATA_DIR
 from deepfake_api.training.dataset import items_by_split, load_images, logits_of
 from deepfake_api.training.evalmetrics import ece, per_source_auc, summary
+from deepfake_api.training.export import export, real_probes
 
 PRECISION = 0.95
 THRESHOLD = 0.5
@@ -165,6 +166,7 @@ def calibrate(run: Path, out: Path, data: Path, split_csv: Path) -> dict[str, An
     keras.models.load_model(model_file, compile=False).save(target)  # weights only, no optimizer
     card["sha256"] = sha256_file(target)
     card["file_bytes"] = target.stat().st_size
+    card["runtime"] = export(target, real_probes(val))
     (out / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
     return card
 
