@@ -41,14 +41,24 @@ class FakeModel:
         self.batches: list[int] = []
         self.gate = threading.Event()
         self.gate.set()
+        self.concurrent = 0  # model calls overlapping another one: the interpreter is not thread-safe
+        self._active = 0
+        self._lock = threading.Lock()
 
     def predict_logits(self, local: np.ndarray, global_: np.ndarray) -> np.ndarray:
         assert local.shape[0] == global_.shape[0]
-        self.gate.wait(timeout=120)  # a bound so a failing test cannot hang the run
-        self.batches.append(len(local))
-        if self.error is not None:
-            raise self.error
-        return local.reshape(len(local), -1).mean(axis=1) - 128.0
+        with self._lock:
+            self._active += 1
+            self.concurrent += self._active > 1
+        try:
+            self.gate.wait(timeout=120)  # a bound so a failing test cannot hang the run
+            self.batches.append(len(local))
+            if self.error is not None:
+                raise self.error
+            return local.reshape(len(local), -1).mean(axis=1) - 128.0
+        finally:
+            with self._lock:
+                self._active -= 1
 
 
 def _image(i: int) -> bytes:
@@ -89,6 +99,24 @@ async def test_each_concurrent_caller_gets_its_own_result(model: FakeModel) -> N
     assert [v.score for v in verdicts] == [_expected_score(data) for data in images]
     assert sum(model.batches) == 40
     assert max(model.batches) > 1, "concurrent requests should share model calls"
+    assert model.concurrent == 0, "two model calls overlapped"
+
+
+async def test_staggered_callers_mixing_idle_and_batched_calls_each_get_their_own(model: FakeModel) -> None:
+    """Arrivals spread out in time take both paths: the decode worker's own call when the engine
+    is idle, and batches in the model thread otherwise. Never two model calls at once."""
+    engine = await _started(model, max_wait_ms=1.0)
+    images = _images(48)
+
+    async def later(i: int, data: bytes) -> float:
+        await asyncio.sleep((i % 7) * 0.002)
+        return (await engine.predict(data)).score
+
+    scores = await asyncio.gather(*(later(i, d) for i, d in enumerate(images)))
+    await engine.stop()
+    assert scores == [_expected_score(d) for d in images]
+    assert sum(model.batches) == 48
+    assert model.concurrent == 0, "two model calls overlapped"
 
 
 async def test_batch_size_cap_holds(model: FakeModel) -> None:

@@ -104,6 +104,6 @@ async def test_work_for_requests_that_timed_out_is_dropped_before_the_model_call
         model.gate.set()
         _assert_retry_problem(await first, "deadline-exceeded", "1")
         engine = app.state.engine
-        await _until(lambda: engine._queue.empty() and engine._in_flight == 0)
+        await _until(lambda: engine.queue_depth == 0 and engine._in_flight == 0)
         await asyncio.sleep(0.2)  # time for a wrongly scheduled batch to reach the model
     assert model.calls == [1], f"model calls by batch size: {model.calls}"

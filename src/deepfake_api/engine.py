@@ -1,16 +1,20 @@
 """Inference engine: admission control, decoding in a thread pool, and micro-batching.
 
-Each request gets a Future. A single batch loop takes what is queued, and waits up to
-`max_wait_ms` for more only while other admitted requests are still being decoded (so an
-idle service adds no latency), then makes one model call in the model's own thread and
-hands each caller its own result. A failing image fails only its own request: decoding
-errors happen before batching; a failing model call reaches every waiter of that batch.
+Each admitted request gets a Future on its event loop. A decode worker turns the bytes into
+model inputs and hands them straight to the model thread, which takes what is ready, waits up
+to `max_wait_ms` for more only while other admitted requests are still being decoded (so an
+idle service adds no latency), makes one model call and resolves each caller's future with
+its own verdict. The event loop never waits on a thread and never runs model or decode code.
+A failing image fails only its own request (decoding errors are answered before batching); a
+failing model call reaches every waiter of that batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,7 +46,19 @@ class Verdict:
 @dataclass
 class _Pending:
     inputs: ModelInputs
-    future: asyncio.Future[float]
+    image: DecodedImage
+    future: asyncio.Future[Verdict]
+    loop: asyncio.AbstractEventLoop
+
+
+def _resolve(future: asyncio.Future[Verdict], verdict: Verdict | None, error: BaseException | None) -> None:
+    """On the caller's loop: hand over the answer unless the caller has gone (deadline, disconnect)."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(verdict)  # type: ignore[arg-type]
 
 
 class InferenceEngine:
@@ -64,36 +80,40 @@ class InferenceEngine:
         self.retry_after_s = retry_after_s
         self._decode = decode
         self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
-        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="model")
-        self._in_flight = 0
+        self._in_flight = 0  # touched on the event loop only
+        # Shared by the decode workers and the model thread, under `_changed`:
+        self._changed = threading.Condition()
         self._decoding = 0
-        # Created in start(): an asyncio.Queue belongs to the loop that runs it.
-        self._queue: asyncio.Queue[_Pending] | None = None
-        self._more: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._ready: deque[_Pending] = deque()
+        self._model_busy = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
+
+    @property
+    def queue_depth(self) -> int:
+        """Decoded requests waiting for the model."""
+        return len(self._ready)
 
     async def start(self) -> None:
-        self._queue = asyncio.Queue()
-        self._more = asyncio.Event()
-        self._task = asyncio.create_task(self._batch_loop(), name="batch-loop")
+        self._stopping = False
+        self._thread = threading.Thread(target=self._model_loop, name="model", daemon=True)
+        self._thread.start()
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop the loop and the pools."""
-        if self._task is not None:
+        """Finish what was admitted, then stop the model thread and the decode pool."""
+        if self._thread is not None:
             while self._in_flight:
                 await asyncio.sleep(0.01)
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+            with self._changed:
+                self._stopping = True
+                self._changed.notify_all()
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
         self._decode_pool.shutdown(wait=True)
-        self._model_pool.shutdown(wait=True)
 
     async def predict(self, data: bytes) -> Verdict:
         """Admit, decode, batch and score one image; raises domain errors for bad input."""
@@ -107,88 +127,116 @@ class InferenceEngine:
             )
         self._in_flight += 1
         metrics.IN_FLIGHT.set(self._in_flight)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Verdict] = loop.create_future()
+        with self._changed:
+            self._decoding += 1
         try:
-            return await self._predict(data)
+            try:
+                self._decode_pool.submit(self._decode_then_queue, data, future, loop)
+            except RuntimeError:  # the pool is shutting down
+                with self._changed:
+                    self._decoding -= 1
+                raise ModelNotReady("The service is shutting down; retry shortly.", headers=self._retry()) from None
+            verdict = await future
         finally:
             self._in_flight -= 1
             metrics.IN_FLIGHT.set(self._in_flight)
-
-    async def _predict(self, data: bytes) -> Verdict:
-        loop = asyncio.get_running_loop()
-        self._decoding += 1
-        try:
-            decoded, inputs = await loop.run_in_executor(self._decode_pool, self._decode, data)
-        finally:
-            self._decoding -= 1
-            self._notify()
-        assert self._queue is not None and self.model.decision is not None
-        future: asyncio.Future[float] = loop.create_future()
-        self._queue.put_nowait(_Pending(inputs, future))
-        metrics.QUEUE_DEPTH.set(self._queue.qsize())
-        self._notify()
-        logit = await future
-        score = float(self.model.decision.score(np.array([logit]))[0])
-        label = self.model.decision.label(score)
-        metrics.PREDICTIONS.labels(label).inc()
-        return Verdict(label=label, score=score, image=decoded)
+        metrics.PREDICTIONS.labels(verdict.label).inc()
+        return verdict
 
     def _retry(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
 
-    def _notify(self) -> None:
-        if self._more is not None:
-            self._more.set()
+    def _decode_then_queue(self, data: bytes, future: asyncio.Future[Verdict], loop: asyncio.AbstractEventLoop) -> None:
+        """In a decode worker: decode, then hand the inputs straight to the model thread.
 
-    async def _gather_batch(self) -> tuple[list[_Pending], str]:
-        """The next batch and why it was closed: "full", "idle" (nothing decoding) or "wait" (time cap)."""
-        assert self._queue is not None and self._more is not None
-        batch = [await self._queue.get()]
-        deadline = time.monotonic() + self.max_wait
-        closed_by = "full"
-        while len(batch) < self.max_batch_size:
-            while not self._queue.empty() and len(batch) < self.max_batch_size:
-                batch.append(self._queue.get_nowait())
-            remaining = deadline - time.monotonic()
-            if len(batch) >= self.max_batch_size:
-                break
-            if self._decoding == 0:
-                closed_by = "idle"
-                break
-            if remaining <= 0:
-                closed_by = "wait"
-                break
-            # Others are mid-decode: wait (without spinning) for one to arrive or for the cap.
-            self._more.clear()
+        A bad image is answered from here and never reaches a batch. When nothing else is
+        decoding, queued or in the model, there is no batch to form: this worker makes the
+        model call itself (a batch of one), which saves a thread hand-off on an idle service.
+        """
+        pending = None
+        try:
+            image, inputs = self._decode(data)
+            pending = _Pending(inputs, image, future, loop)
+        except Exception as exc:
+            loop.call_soon_threadsafe(_resolve, future, None, exc)
+        inline = False
+        with self._changed:
+            self._decoding -= 1
+            if pending is not None and not future.done():  # a caller past its deadline has gone
+                inline = self._decoding == 0 and not self._ready and not self._model_busy
+                if inline:
+                    self._model_busy = True
+                else:
+                    self._ready.append(pending)
+            self._changed.notify_all()
+        if inline:
+            assert pending is not None
             try:
-                await asyncio.wait_for(self._more.wait(), remaining)
-            except TimeoutError:
-                closed_by = "wait"
-                break
-        metrics.QUEUE_DEPTH.set(self._queue.qsize())
+                self._run([pending], "idle")
+            finally:
+                self._release_model()
+
+    def _release_model(self) -> None:
+        with self._changed:
+            self._model_busy = False
+            self._changed.notify_all()
+
+    def _next_batch(self) -> tuple[list[_Pending], str] | None:
+        """In the model thread: the next batch and why it closed ("full", "idle" or "wait"); None to stop.
+
+        Waits (without spinning) for more only while other admitted requests are still
+        decoding and for at most `max_wait`: an idle service adds no latency.
+        """
+        with self._changed:
+            while not self._ready or self._model_busy:
+                if self._stopping and not self._ready:
+                    return None
+                self._changed.wait()
+            deadline = time.monotonic() + self.max_wait
+            closed_by = "full"
+            while len(self._ready) < self.max_batch_size:
+                if self._decoding == 0:
+                    closed_by = "idle"
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._changed.wait(remaining):
+                    closed_by = "wait"
+                    break
+            n = min(len(self._ready), self.max_batch_size)
+            batch = [self._ready.popleft() for _ in range(n)]
+            self._model_busy = True
+            metrics.QUEUE_DEPTH.set(len(self._ready))
         return batch, closed_by
 
-    async def _batch_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch, closed_by = await self._gather_batch()
+    def _model_loop(self) -> None:
+        while (taken := self._next_batch()) is not None:
+            batch, closed_by = taken
             # Callers past their deadline have gone (their futures are cancelled): under overload,
             # scoring them would only delay the live ones behind them.
             batch = [p for p in batch if not p.future.done()]
-            if not batch:
-                continue
-            metrics.BATCHES.labels(closed_by).inc()
-            local = np.stack([p.inputs.local for p in batch])
-            global_ = np.stack([p.inputs.global_ for p in batch])
-            started = time.perf_counter()
             try:
-                logits = await loop.run_in_executor(self._model_pool, self.model.predict_logits, local, global_)
-            except Exception as exc:  # every waiter of this batch learns of the failure
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
-                continue
-            metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
-            metrics.BATCH_SIZE.observe(len(batch))
-            for p, logit in zip(batch, logits, strict=True):
-                if not p.future.done():  # a caller past its deadline has gone
-                    p.future.set_result(float(logit))
+                if batch:
+                    self._run(batch, closed_by)
+            finally:
+                self._release_model()
+
+    def _run(self, batch: list[_Pending], closed_by: str) -> None:
+        metrics.BATCHES.labels(closed_by).inc()
+        decision = self.model.decision
+        assert decision is not None
+        local = np.stack([p.inputs.local for p in batch])
+        global_ = np.stack([p.inputs.global_ for p in batch])
+        started = time.perf_counter()
+        try:
+            scores = decision.score(self.model.predict_logits(local, global_))
+        except Exception as exc:  # every waiter of this batch learns of the failure
+            for p in batch:
+                p.loop.call_soon_threadsafe(_resolve, p.future, None, exc)
+            return
+        metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.observe(len(batch))
+        for p, score in zip(batch, scores.tolist(), strict=True):
+            verdict = Verdict(label=decision.label(score), score=score, image=p.image)
+            p.loop.call_soon_threadsafe(_resolve, p.future, verdict, None)

@@ -77,4 +77,4 @@ def test_nothing_is_left_in_the_engine_after_the_response(client: TestClient) ->
     assert r.status_code == 200
     engine = client.app.state.engine  # type: ignore[attr-defined]
     assert engine._in_flight == 0
-    assert engine._queue.empty()
+    assert engine.queue_depth == 0

@@ -67,7 +67,8 @@ async def predict(request: Request, engine: EngineDep, model: ModelDep, settings
     started = time.perf_counter()
     upload = await read_upload(request, settings.max_upload_bytes)
     try:
-        verdict = await asyncio.wait_for(engine.predict(upload.data), settings.request_timeout_s)
+        async with asyncio.timeout(settings.request_timeout_s):
+            verdict = await engine.predict(upload.data)
     except TimeoutError:
         raise DeadlineExceeded(
             f"No verdict within {settings.request_timeout_s:g} s; retry later.",
