@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
+import logging.handlers
+import queue
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -37,14 +40,36 @@ Every error is `application/problem+json` (RFC 9457) with a stable `type`.
 The demo page is at [/](/); metrics at [/metrics](/metrics)."""
 
 
-def configure_logging(settings: Settings) -> None:
+_listener: logging.handlers.QueueListener | None = None
+
+
+def configure_logging(settings: Settings) -> logging.StreamHandler:  # type: ignore[type-arg]
+    """Log records are queued on the request path and formatted and written by a listener
+    thread, so the event loop never formats JSON or blocks on stderr. Returns the writer."""
+    global _listener
+    flush_logs()
     handler = logging.StreamHandler()
     if settings.log_json:
         handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     root = logging.getLogger("deepfake_api")
-    root.handlers[:] = [handler]
+    root.handlers[:] = [logging.handlers.QueueHandler(records)]
     root.setLevel(settings.log_level)
     root.propagate = False
+    _listener = logging.handlers.QueueListener(records, handler)
+    _listener.start()
+    return handler
+
+
+def flush_logs() -> None:
+    """Write out every queued record (at shutdown, or before reconfiguring)."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()  # drains the queue, then joins the writer thread
+        _listener = None
+
+
+atexit.register(flush_logs)
 
 
 async def _load(app: FastAPI) -> None:
@@ -77,11 +102,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not loader.done():
             loader.cancel()
         await app.state.engine.stop()
+        log.info("stopped")
+        listener = _listener
+        if listener is not None:  # write out what is queued; keep logging for whatever runs next
+            listener.stop()
+            listener.start()
 
 
 def create_app(settings: Settings | None = None, model: DeepfakeModel | None = None) -> FastAPI:
     settings = settings or get_settings()
-    configure_logging(settings)
+    log_handler = configure_logging(settings)
     model = model or DeepfakeModel(settings.model_path, threads=settings.inference_threads)
     app = FastAPIOffline(
         title="Deepfake image detection API",
@@ -90,6 +120,7 @@ def create_app(settings: Settings | None = None, model: DeepfakeModel | None = N
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.log_handler = log_handler
     app.state.model = model
     app.state.load_error = None
     app.state.engine = InferenceEngine(

@@ -142,7 +142,7 @@ def test_access_logs_are_json_with_id_status_latency_and_size_but_no_content() -
     image = jpeg_bytes(96, 96, seed=5)
     stream = io.StringIO()
     with serving(log_json=True) as client:
-        handler = logging.getLogger("deepfake_api").handlers[0]
+        handler = client.app.state.log_handler  # type: ignore[attr-defined]
         assert isinstance(handler, logging.StreamHandler)
         handler.setStream(stream)
         responses = [
