@@ -25,6 +25,7 @@ from pythonjsonlogger.json import JsonFormatter
 from deepfake_api import __version__, metrics
 from deepfake_api.api import health, page, predict, problems
 from deepfake_api.api import metrics as metrics_route
+from deepfake_api.api.deps import Service
 from deepfake_api.api.middleware import RequestContext
 from deepfake_api.config import Settings, get_settings
 from deepfake_api.engine import InferenceEngine
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None, model: DeepfakeModel | None = N
         decode=partial(preprocess, max_pixels=settings.max_pixels, min_side=settings.min_side),
     )
     app.state.rate_limit, app.state.rate_limiter = _rate_limiter(settings.rate_limit)
+    app.state.service = Service(settings, app.state.engine, model)
     problems.install(app)
     for router in (predict.router, health.router, metrics_route.router, page.router):
         app.include_router(router)

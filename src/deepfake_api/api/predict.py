@@ -6,9 +6,9 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request, Response
 
-from deepfake_api.api.deps import EngineDep, ModelDep, SettingsDep, check_api_key, check_rate_limit
+from deepfake_api.api.deps import ServiceDep
 from deepfake_api.api.problems import request_id_of
 from deepfake_api.api.upload import read_upload
 from deepfake_api.errors import DeadlineExceeded
@@ -52,7 +52,6 @@ _UPLOAD_BODY: dict[str, Any] = {
         "that the image is fake; `label` is `uncertain` inside the model card's band."
     ),
     openapi_extra=_UPLOAD_BODY,
-    dependencies=[Depends(check_api_key), Depends(check_rate_limit)],
     responses={
         400: {**_PROBLEM, "description": "Not a single file in the field `file`"},
         401: {**_PROBLEM, "description": "API key missing or wrong (when one is configured)"},
@@ -63,8 +62,9 @@ _UPLOAD_BODY: dict[str, Any] = {
         503: {**_PROBLEM, "description": "Not ready, at capacity or past the deadline; see Retry-After"},
     },
 )
-async def predict(request: Request, engine: EngineDep, model: ModelDep, settings: SettingsDep) -> Prediction:
+async def predict(request: Request, service: ServiceDep) -> Response:
     started = time.perf_counter()
+    settings, engine, model = service.settings, service.engine, service.model
     upload = await read_upload(request, settings.max_upload_bytes)
     try:
         async with asyncio.timeout(settings.request_timeout_s):
@@ -81,7 +81,7 @@ async def predict(request: Request, engine: EngineDep, model: ModelDep, settings
     }
     decision = model.decision
     assert decision is not None
-    return Prediction(
+    prediction = Prediction(
         label=verdict.label,
         score=round(verdict.score, 6),
         threshold=decision.threshold,
@@ -92,3 +92,6 @@ async def predict(request: Request, engine: EngineDep, model: ModelDep, settings
         request_id=request_id_of(request),
         warnings=verdict.image.warnings,
     )
+    # Already validated on construction: serialize once, skipping FastAPI's second validation
+    # against response_model (which still documents the schema).
+    return Response(prediction.model_dump_json(), media_type="application/json")
