@@ -94,7 +94,7 @@ def build_card(
         "name": MODEL_NAME,
         "version": dt.date.today().strftime("%Y.%m.%d"),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "framework": "keras (TensorFlow)",
+        "framework": "keras (TensorFlow) to train; served as its LiteRT export (the card's runtime)",
         "output": "one logit per image; P(fake) = sigmoid(logit / temperature + bias)",
         "input": {
             "local_size": preprocess.LOCAL_SIZE,

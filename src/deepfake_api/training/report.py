@@ -51,7 +51,17 @@ def build(run: Path, test_dir: Path, loso: Path | None, models: Path, out: Path,
     lines = [
         f"# Model report — {card['name']} {card['version']}",
         "",
-        f"Model file `models/model.keras`: {card['file_bytes'] / 1e6:.2f} MB, sha256 `{card['sha256']}`.",
+        f"Trained network `models/model.keras`: {card['file_bytes'] / 1e6:.2f} MB, sha256 `{card['sha256']}`.",
+        *(
+            [
+                f"Served model `models/{rt['file']}` (its LiteRT export; largest logit difference from the Keras "
+                f"network on the validation images and probes {rt['max_abs_logit_diff_vs_keras']:.1e}): "
+                f"{rt['file_bytes'] / 1e6:.2f} MB, sha256 `{rt['sha256']}`. The test numbers below were "
+                "measured through the served model.",
+            ]
+            if (rt := card.get("runtime"))
+            else []
+        ),
         f"Card: [`models/{CARD_NAME}`](../../models/{CARD_NAME}).",
         "",
         "## Data and split",
