@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     min_side: int = Field(32, ge=1)
     """Smallest accepted image side in pixels (422 below)."""
 
-    max_batch_size: int = Field(16, ge=1, le=256)
+    max_batch_size: int = Field(8, ge=1, le=256)
+    """Largest model call. LiteRT's per-image cost is flat from 1 to 32 images, so bigger batches
+    buy nothing and only coarsen the decode/model pipeline (8 beat 16 and 4 in bench/REPORT.md)."""
     max_batch_wait_ms: float = Field(2.0, ge=0.0, le=100.0)
     """How long a batch waits for requests already being decoded; never waits when idle."""
     max_in_flight: int = Field(64, ge=1)

@@ -66,7 +66,7 @@ class InferenceEngine:
         self,
         model: Predictor,
         *,
-        max_batch_size: int = 16,
+        max_batch_size: int = 8,
         max_wait_ms: float = 2.0,
         max_in_flight: int = 64,
         decode_threads: int = 2,
