@@ -60,13 +60,19 @@ def _row(cells: list[object]) -> str:
 def table(results: dict[str, Any]) -> list[str]:
     """Markdown table rows (also readable as plain text)."""
     rows = [_row(HEADER), _row(["---"] + ["---:"] * (len(HEADER) - 1))]
-    ip, s, dash = results["inprocess"], results["inprocess"]["single"], "—"
-    pipe = ip["pipeline"]
-    name = f"in-process pipeline (batch {ip['batch']})"
-    rate, cpu_ms = _f(pipe["images_per_s"]), _f(pipe["cpu_ms_per_image"], 2)
-    rows.append(_row([name, dash, rate, *[dash] * 5, ip["batch"], cpu_ms, dash, dash]))
-    single = [_f(1000 / s["p50_ms"]), _f(s["p50_ms"], 2), _f(s["p90_ms"], 2), dash, dash, dash, 1]
-    rows.append(_row(["in-process single (batch 1)", 1, *single, _f(s["cpu_ms_per_image"], 2), dash, dash]))
+    dash = "—"
+    bracket = [(results["inprocess"], "before HTTP")]
+    if "inprocess_after" in results:
+        bracket.append((results["inprocess_after"], "after HTTP"))
+    for ip, when in bracket:
+        s, pipe = ip["single"], ip["pipeline"]
+        name = f"in-process pipeline (batch {ip['batch']}, {when})"
+        rate, cpu_ms = _f(pipe["images_per_s"]), _f(pipe["cpu_ms_per_image"], 2)
+        rows.append(_row([name, dash, rate, *[dash] * 5, ip["batch"], cpu_ms, dash, dash]))
+        single = [_f(1000 / s["p50_ms"]), _f(s["p50_ms"], 2), _f(s["p90_ms"], 2), dash, dash, dash, 1]
+        rows.append(
+            _row([f"in-process single (batch 1, {when})", 1, *single, _f(s["cpu_ms_per_image"], 2), dash, dash])
+        )
     for block in (results.get("service"), results.get("seed")):
         for lv in block["levels"] if block else []:
             latency = [_f(lv[k], 2) for k in ("p50_ms", "p90_ms", "p99_ms")]
@@ -82,13 +88,23 @@ def _level(block: dict[str, Any] | None, c: int) -> dict[str, Any] | None:
     return next((lv for lv in block["levels"] if lv["concurrency"] == c), None)
 
 
+def inprocess_means(results: dict[str, Any]) -> tuple[float, float]:
+    """Pipeline images/s and single-image p50 ms: the mean of the measurements bracketing the service's."""
+    runs = [results[k] for k in ("inprocess", "inprocess_after") if k in results]
+    rate = sum(r["pipeline"]["images_per_s"] for r in runs) / len(runs)
+    return rate, sum(r["single"]["p50_ms"] for r in runs) / len(runs)
+
+
 def ratios_and_bars(results: dict[str, Any]) -> tuple[dict[str, float | None], list[dict[str, Any]]]:
-    service, seed, ip = results["service"], results.get("seed"), results["inprocess"]
+    service, seed = results["service"], results.get("seed")
+    ip_rate, ip_single = inprocess_means(results)
     s32, s8, s1, b8 = _level(service, 32), _level(service, 8), _level(service, 1), _level(seed, 8)
     ratios: dict[str, float | None] = {
-        "service_over_inprocess_c32": s32["ok_per_s"] / ip["pipeline"]["images_per_s"] if s32 else None,
+        "inprocess_pipeline_images_per_s": ip_rate,
+        "inprocess_single_p50_ms": ip_single,
+        "service_over_inprocess_c32": s32["ok_per_s"] / ip_rate if s32 else None,
         "service_over_seed_c8": s8["ok_per_s"] / b8["ok_per_s"] if s8 and b8 and b8["ok_per_s"] > 0 else None,
-        "p50_c1_minus_inprocess_single_ms": s1["p50_ms"] - ip["single"]["p50_ms"] if s1 else None,
+        "p50_c1_minus_inprocess_single_ms": s1["p50_ms"] - ip_single if s1 else None,
         "service_non_2xx": sum(lv["non_2xx"] for lv in service["levels"]),
         "service_socket_errors": sum(lv["socket_errors"] for lv in service["levels"]),
         "ready_s": service["ready_s"],
@@ -183,7 +199,9 @@ def markdown(results: dict[str, Any], bars: list[dict[str, Any]], ratios: dict[s
         "",
         f"In-process diagnostics: decode alone {_f(ip['decode_only_images_per_s'])} images/s on "
         f"{ip['decode_threads']} threads; model alone {_f(ip['model_only_images_per_s'])} images/s at batch "
-        f"{ip['batch']}; load + warm {_f(ip['load_and_warm_s'], 2)} s.",
+        f"{ip['batch']}; load + warm {_f(ip['load_and_warm_s'], 2)} s. The ratios use the mean of the "
+        f"in-process runs before and after the HTTP levels: {_f(ratios['inprocess_pipeline_images_per_s'])} "
+        f"images/s, single p50 {_f(ratios['inprocess_single_p50_ms'], 2)} ms.",
         f"Service: ready in {_f(svc['ready_s'], 2)} s; RSS {svc['rss_ready'] / 2**20:.0f} MiB at ready, "
         f"{svc['rss_before'] / 2**20:.0f} MiB after warm-up, "
         f"{svc['rss_after'] / 2**20:.0f} MiB after the run.",

@@ -176,6 +176,16 @@ def main(argv: list[str] | None = None) -> int:
                 **load_levels(svc, "/predict", list_file, levels, args.duration, args.warmup),
             }
 
+        # Again after the HTTP levels: the machine drifts by 10-20 % within minutes, so the ratios
+        # use the mean of the two in-process measurements that bracket the service's.
+        print("in-process pipeline again ...", flush=True)
+        results["inprocess_after"] = run_inprocess(
+            list_file, args.inprocess_duration or args.duration, args.batch, env, args.model
+        )
+        ip2 = results["inprocess_after"]
+        rate, single = ip2["pipeline"]["images_per_s"], ip2["single"]["p50_ms"]
+        print(f"  {rate:.1f} images/s at batch {args.batch}; single p50 {single:.2f} ms", flush=True)
+
         if not args.no_seed:
             print("seed-style baseline over HTTP ...", flush=True)
             # The seed's way needs the Keras network (model.predict): the one the runtime was exported from.

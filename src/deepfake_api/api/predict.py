@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from deepfake_api.api.deps import ServiceDep
+from deepfake_api.api.deps import authorized_service
 from deepfake_api.api.problems import request_id_of
 from deepfake_api.api.upload import read_upload
 from deepfake_api.errors import DeadlineExceeded
@@ -62,8 +62,9 @@ _UPLOAD_BODY: dict[str, Any] = {
         503: {**_PROBLEM, "description": "Not ready, at capacity or past the deadline; see Retry-After"},
     },
 )
-async def predict(request: Request, service: ServiceDep) -> Response:
+async def predict(request: Request) -> Response:
     started = time.perf_counter()
+    service = authorized_service(request)
     settings, engine, model = service.settings, service.engine, service.model
     upload = await read_upload(request, settings.max_upload_bytes)
     try:
