@@ -2,9 +2,9 @@
 
     python -m bench.inprocess LIST_FILE [--duration S] [--batch 32]   (prints one JSON object)
 
-Throughput: every image decoded by `preprocess` in a thread pool as wide as the service's
-(decode_threads, default all cores) while one thread makes batched model calls at --batch, as
-the service's engine does. Single latency: decode + model at batch 1, one image at a time.
+Throughput: every image decoded by `preprocess` in a thread pool with one thread per core (the
+limit, whatever the service's decode_threads) while one thread makes batched model calls at
+--batch, as the service's engine does. Single latency: decode + model at batch 1, one image at a time.
 Settings come from the environment exactly as the service reads them (DEEPFAKE_*).
 """
 
@@ -124,13 +124,13 @@ def measure(paths: list[Path], seconds: float, batch: int) -> dict[str, object]:
     return {
         "model": str(settings.model_path),
         "model_sha256": model.sha256,
-        "decode_threads": settings.decode_threads,
+        "decode_threads": os.cpu_count() or 1,
         "inference_threads": settings.inference_threads,
         "batch": batch,
         "load_and_warm_s": load_s,
         "single": single_latency(model, decode, datas, diag_s),
-        "pipeline": pipeline_rate(model, decode, datas, settings.decode_threads, batch, seconds),
-        "decode_only_images_per_s": decode_rate(decode, datas, settings.decode_threads, diag_s),
+        "pipeline": pipeline_rate(model, decode, datas, os.cpu_count() or 1, batch, seconds),
+        "decode_only_images_per_s": decode_rate(decode, datas, os.cpu_count() or 1, diag_s),
         "model_only_images_per_s": model_rate(model, decode, datas, batch, diag_s),
         "backend": model.backend,
         "versions": {

@@ -37,7 +37,10 @@ class Settings(BaseSettings):
     """How long a batch waits for requests already being decoded; never waits when idle."""
     max_in_flight: int = Field(64, ge=1)
     """Requests admitted at once (decoding, queued or in the model); beyond it 503 + Retry-After."""
-    decode_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    decode_threads: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 1) // 2), ge=1)
+    """Threads decoding uploads: half the cores. Decoding is about a third of the CPU per image and the
+    model's own threads use every core; on 2 cores one decode thread answered c=1 ~0.6 ms faster in
+    three paired sweeps, with no measurable throughput cost (bench/REPORT.md)."""
     inference_threads: int = Field(0, ge=0)
     """Threads inside one model call (0: one per core)."""
     request_timeout_s: float = Field(10.0, gt=0)
