@@ -158,14 +158,15 @@ def main(argv: list[str] | None = None) -> int:
         list_file.write_text("".join(f"{p}\n" for p in paths))
         print(f"images: {results['images']}", flush=True)
 
+        def inprocess(title: str) -> dict[str, Any]:
+            print(f"{title} ...", flush=True)
+            ip = run_inprocess(list_file, args.inprocess_duration or args.duration, args.batch, env, args.model)
+            rate, single = ip["pipeline"]["images_per_s"], ip["single"]["p50_ms"]
+            print(f"  {rate:.1f} images/s at batch {args.batch}; single p50 {single:.2f} ms", flush=True)
+            return ip
+
         started = time.perf_counter()
-        print("in-process pipeline ...", flush=True)
-        results["inprocess"] = run_inprocess(
-            list_file, args.inprocess_duration or args.duration, args.batch, env, args.model
-        )
-        ip = results["inprocess"]
-        rate, single = ip["pipeline"]["images_per_s"], ip["single"]["p50_ms"]
-        print(f"  {rate:.1f} images/s at batch {args.batch}; single p50 {single:.2f} ms", flush=True)
+        results["inprocess"] = inprocess("in-process pipeline")
 
         print("service over HTTP ...", flush=True)
         with servers.service(scratch, env, args.model) as svc:
@@ -178,13 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # Again after the HTTP levels: the machine drifts by 10-20 % within minutes, so the ratios
         # use the mean of the two in-process measurements that bracket the service's.
-        print("in-process pipeline again ...", flush=True)
-        results["inprocess_after"] = run_inprocess(
-            list_file, args.inprocess_duration or args.duration, args.batch, env, args.model
-        )
-        ip2 = results["inprocess_after"]
-        rate, single = ip2["pipeline"]["images_per_s"], ip2["single"]["p50_ms"]
-        print(f"  {rate:.1f} images/s at batch {args.batch}; single p50 {single:.2f} ms", flush=True)
+        results["inprocess_after"] = inprocess("in-process pipeline again")
 
         if not args.no_seed:
             print("seed-style baseline over HTTP ...", flush=True)
