@@ -75,6 +75,20 @@ def _expected_score(data: bytes) -> float:
     return float(DECISION.score(np.array([inputs.local.mean() - 128.0]))[0])
 
 
+def _decode_together(n: int) -> Any:
+    """`preprocess`, but the first n calls return only once all n have decoded (then as usual)."""
+    barrier = threading.Barrier(n, timeout=60)
+    calls = iter(range(1_000_000))  # next() on it is atomic under the GIL
+
+    def decode(data: bytes) -> Any:
+        out = preprocess(data)
+        if next(calls) < n:
+            barrier.wait()
+        return out
+
+    return decode
+
+
 def _closed_by(reason: str) -> float:
     return REGISTRY.get_sample_value("deepfake_inference_batches_total", {"closed_by": reason}) or 0.0
 
@@ -154,7 +168,8 @@ async def test_undecodable_image_fails_alone(model: FakeModel) -> None:
 
 async def test_model_error_reaches_every_waiter_of_the_batch() -> None:
     failing = FakeModel(error=RuntimeError("the model exploded"))
-    engine = await _started(failing)
+    # The six finish decoding together, so they form one batch whatever the thread timing.
+    engine = await _started(failing, decode_threads=6, decode=_decode_together(6))
     results = await asyncio.gather(*(engine.predict(d) for d in _images(6)), return_exceptions=True)
     assert failing.batches == [6]
     assert all(isinstance(r, RuntimeError) and str(r) == "the model exploded" for r in results)
@@ -162,6 +177,26 @@ async def test_model_error_reaches_every_waiter_of_the_batch() -> None:
     verdict = await engine.predict(_image(30))
     await engine.stop()
     assert verdict.score == _expected_score(_image(30))
+
+
+async def test_a_wrong_sized_model_answer_fails_its_batch_and_the_engine_carries_on() -> None:
+    class ShortModel(FakeModel):
+        def predict_logits(self, local: np.ndarray, global_: np.ndarray) -> np.ndarray:
+            return (
+                super().predict_logits(local, global_)[:-1]
+                if self.error is None
+                else super().predict_logits(local, global_)
+            )
+
+    model = ShortModel()
+    engine = await _started(model)
+    results = await asyncio.gather(*(engine.predict(d) for d in _images(5)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) and "scores for" in str(r) for r in results)
+    model.error = RuntimeError("now it raises")  # the thread survived the first failure
+    with pytest.raises(RuntimeError, match="now it raises"):
+        await engine.predict(_image(11))
+    assert engine.running
+    await engine.stop()
 
 
 async def test_admission_beyond_max_in_flight_is_overloaded(model: FakeModel) -> None:

@@ -61,6 +61,19 @@ def _resolve(future: asyncio.Future[Verdict], verdict: Verdict | None, error: Ba
         future.set_result(verdict)  # type: ignore[arg-type]
 
 
+def _deliver(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Verdict],
+    verdict: Verdict | None,
+    error: BaseException | None = None,
+) -> None:
+    """From a worker thread: schedule `_resolve` on the caller's loop, if that loop still runs."""
+    try:
+        loop.call_soon_threadsafe(_resolve, future, verdict, error)
+    except RuntimeError:  # the loop has closed (its caller is long gone): nobody to tell
+        pass
+
+
 class InferenceEngine:
     def __init__(
         self,
@@ -160,7 +173,7 @@ class InferenceEngine:
             image, inputs = self._decode(data)
             pending = _Pending(inputs, image, future, loop)
         except Exception as exc:
-            loop.call_soon_threadsafe(_resolve, future, None, exc)
+            _deliver(loop, future, None, exc)
         inline = False
         with self._changed:
             self._decoding -= 1
@@ -170,6 +183,7 @@ class InferenceEngine:
                     self._model_busy = True
                 else:
                     self._ready.append(pending)
+                    metrics.QUEUE_DEPTH.set(len(self._ready))
             self._changed.notify_all()
         if inline:
             assert pending is not None
@@ -223,20 +237,27 @@ class InferenceEngine:
                 self._release_model()
 
     def _run(self, batch: list[_Pending], closed_by: str) -> None:
+        """One model call for `batch`; every waiter gets its verdict, or the error if anything fails
+        (the model, or a wrong-sized answer): the thread itself survives for the next batch."""
+        try:
+            verdicts = self._score(batch, closed_by)
+        except Exception as exc:
+            for p in batch:
+                _deliver(p.loop, p.future, None, exc)
+            return
+        for p, verdict in zip(batch, verdicts, strict=True):
+            _deliver(p.loop, p.future, verdict)
+
+    def _score(self, batch: list[_Pending], closed_by: str) -> list[Verdict]:
         metrics.BATCHES.labels(closed_by).inc()
         decision = self.model.decision
         assert decision is not None
         local = np.stack([p.inputs.local for p in batch])
         global_ = np.stack([p.inputs.global_ for p in batch])
         started = time.perf_counter()
-        try:
-            scores = decision.score(self.model.predict_logits(local, global_))
-        except Exception as exc:  # every waiter of this batch learns of the failure
-            for p in batch:
-                p.loop.call_soon_threadsafe(_resolve, p.future, None, exc)
-            return
+        scores = decision.score(self.model.predict_logits(local, global_)).tolist()
+        if len(scores) != len(batch):
+            raise RuntimeError(f"the model answered {len(scores)} scores for {len(batch)} images")
         metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(batch))
-        for p, score in zip(batch, scores.tolist(), strict=True):
-            verdict = Verdict(label=decision.label(score), score=score, image=p.image)
-            p.loop.call_soon_threadsafe(_resolve, p.future, verdict, None)
+        return [Verdict(label=decision.label(s), score=s, image=p.image) for s, p in zip(scores, batch, strict=True)]
