@@ -87,7 +87,7 @@ async def _load(app: FastAPI) -> None:
         log.exception("model load failed", extra={"model_path": str(model.path)})
         return
     await engine.start()
-    metrics.MODEL_INFO.info({"name": model.name, "version": model.version, "sha256": model.sha256})
+    metrics.MODEL_INFO.labels(model.name, model.version, model.sha256).set(1)
     log.info("ready", extra={"model": model.name, "version": model.version, "sha256": model.sha256})
 
 

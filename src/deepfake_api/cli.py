@@ -10,7 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from deepfake_api.config import get_settings
@@ -26,18 +30,42 @@ def _serve(args: argparse.Namespace) -> int:
             os.environ[key] = str(value)  # workers are new processes: they read the environment
     get_settings.cache_clear()
     settings = get_settings()
-    uvicorn.run(
-        "deepfake_api.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=30,
-        access_log=False,  # the app logs one JSON line per request itself
-        server_header=False,
-    )
+    with _metrics_dir(settings.workers):
+        uvicorn.run(
+            "deepfake_api.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=30,
+            access_log=False,  # the app logs one JSON line per request itself
+            server_header=False,
+        )
     return 0
+
+
+@contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """With several workers, a fresh PROMETHEUS_MULTIPROC_DIR for this run, so that /metrics sums
+    every worker's samples (set before the workers start: they inherit it). One given in the
+    environment is used and emptied first, as prometheus-client requires; ours is removed after."""
+    from deepfake_api.metrics import MULTIPROC_ENV
+
+    if workers <= 1:
+        yield
+        return
+    given = os.environ.get(MULTIPROC_ENV)
+    path = Path(given) if given else Path(tempfile.mkdtemp(prefix="deepfake-metrics-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(path)
+    try:
+        yield
+    finally:
+        if not given:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _predict(args: argparse.Namespace) -> int:

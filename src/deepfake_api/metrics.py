@@ -1,8 +1,18 @@
-"""Prometheus collectors, defined once for the process."""
+"""Prometheus collectors, defined once for the process.
+
+With several uvicorn workers (`deepfake-api serve --workers N`), `serve` points
+PROMETHEUS_MULTIPROC_DIR at a fresh directory before the workers start: every worker then
+writes its samples there and `/metrics`, whichever worker answers, reports the sum over all
+of them (prometheus-client's multiprocess mode; gauges say how they combine).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUESTS = Counter("deepfake_http_requests_total", "HTTP requests", ["route", "method", "status"])
 REQUEST_SECONDS = Histogram(
@@ -22,8 +32,24 @@ BATCHES = Counter(
     "Batches by why they were closed: full (size cap), idle (nothing else decoding), wait (time cap)",
     ["closed_by"],
 )
-IN_FLIGHT = Gauge("deepfake_requests_in_flight", "Predict requests admitted and not finished")
-QUEUE_DEPTH = Gauge("deepfake_inference_queue_depth", "Decoded images waiting for the model")
+IN_FLIGHT = Gauge(
+    "deepfake_requests_in_flight", "Predict requests admitted and not finished", multiprocess_mode="livesum"
+)
+QUEUE_DEPTH = Gauge(
+    "deepfake_inference_queue_depth", "Decoded images waiting for the model", multiprocess_mode="livesum"
+)
 REJECTED = Counter("deepfake_rejected_total", "Requests refused before inference", ["reason"])
 PREDICTIONS = Counter("deepfake_predictions_total", "Verdicts given", ["label"])
-MODEL_INFO = Info("deepfake_model", "The served model")
+# A gauge, not an Info: multiprocess mode has no Info. Same sample name and labels as before.
+MODEL_INFO = Gauge(
+    "deepfake_model_info", "The served model (1)", ["name", "version", "sha256"], multiprocess_mode="max"
+)
+
+
+def exposition() -> bytes:
+    """The text format: this process's registry, or every worker's samples in multiprocess mode."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest()

@@ -1,0 +1,105 @@
+"""With several uvicorn workers, /metrics counts every worker's requests, whichever answers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.utils.images import jpeg_bytes
+
+WORKERS = 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`deepfake-api serve --workers 2` as a subprocess, every worker ready: its URL and scratch dir."""
+    port = _free_port()
+    scratch = tmp_path_factory.mktemp("workers")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEEPFAKE_", "PROMETHEUS_"))}
+    env["TMPDIR"] = str(scratch)  # where serve makes its metrics directory
+    cli = Path(sys.executable).with_name("deepfake-api")
+    proc = subprocess.Popen(
+        [str(cli), "serve", "--port", str(port), "--workers", str(WORKERS)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline, ready_in_a_row = time.monotonic() + 120, 0
+        while ready_in_a_row < 10:  # new connections land on either worker: both must be ready
+            assert proc.poll() is None and time.monotonic() < deadline, "the workers did not become ready"
+            try:
+                ok = httpx.get(url + "/health/ready", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            ready_in_a_row = ready_in_a_row + 1 if ok else 0
+            time.sleep(0.05)
+        yield url, scratch
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def _predict_200s(text: str) -> float:
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "deepfake_http_requests_total"
+        and s.labels == {"route": "/predict", "method": "POST", "status": "200"}
+    )
+
+
+def test_every_scrape_counts_the_requests_of_all_workers(two_workers: tuple[str, Path]) -> None:
+    url, scratch = two_workers
+    image = jpeg_bytes(120, 120, seed=4)
+    for i in range(12):  # a new connection each time: the kernel spreads them over the workers
+        r = httpx.post(url + "/predict", files={"file": (f"{i}.jpg", image, "image/jpeg")}, timeout=30)
+        assert r.status_code == 200, r.text
+    scrapes = [httpx.get(url + "/metrics", timeout=10).text for _ in range(8)]
+    assert [_predict_200s(text) for text in scrapes] == [12.0] * 8
+    info = [
+        s
+        for family in text_string_to_metric_families(scrapes[0])
+        for s in family.samples
+        if s.name == "deepfake_model_info"
+    ]
+    assert len(info) == 1 and info[0].value == 1 and info[0].labels["sha256"]
+    assert list(scratch.glob("deepfake-metrics-*/*.db")), "the workers share one metrics directory"
+
+
+def test_the_metrics_directory_is_removed_after_a_clean_stop(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEEPFAKE_", "PROMETHEUS_"))}
+    env["TMPDIR"] = str(tmp_path)
+    cli = Path(sys.executable).with_name("deepfake-api")
+    proc = subprocess.Popen(
+        [str(cli), "serve", "--port", str(port), "--workers", str(WORKERS)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("deepfake-metrics-*")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.terminate()
+    assert proc.wait(timeout=60) == 0
+    assert not list(tmp_path.glob("deepfake-metrics-*"))
