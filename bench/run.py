@@ -52,7 +52,9 @@ def run_inprocess(list_file: Path, seconds: float, batch: int, env: dict[str, st
         "--batch",
         str(batch),
     ]
+    # One process: the limit uses every core, however many workers the service runs.
     full_env = {**os.environ, "DEEPFAKE_MODEL_PATH": str(model), "TF_CPP_MIN_LOG_LEVEL": "2", **env}
+    full_env["DEEPFAKE_WORKERS"] = "1"
     out = subprocess.run(argv, cwd=servers.ROOT, env=full_env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"in-process measurement failed:\n{out.stderr[-3000:]}")

@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _REPO_MODEL = Path(__file__).resolve().parents[2] / "models" / "model.tflite"
@@ -37,12 +37,12 @@ class Settings(BaseSettings):
     """How long a batch waits for requests already being decoded; never waits when idle."""
     max_in_flight: int = Field(64, ge=1)
     """Requests admitted at once (decoding, queued or in the model); beyond it 503 + Retry-After."""
-    decode_threads: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 1) // 2), ge=1)
-    """Threads decoding uploads: half the cores. Decoding is about a third of the CPU per image and the
-    model's own threads use every core; on 2 cores one decode thread answered c=1 ~0.6 ms faster in
-    three paired sweeps, with no measurable throughput cost (bench/REPORT.md)."""
+    decode_threads: int = Field(0, ge=0)
+    """Threads decoding uploads per worker (0: half of the worker's share of the cores, at least 1).
+    Decoding is about a third of the CPU per image and the model's threads use the worker's cores;
+    on 2 cores one decode thread answered c=1 ~0.6 ms faster than two (bench/REPORT.md)."""
     inference_threads: int = Field(0, ge=0)
-    """Threads inside one model call (0: one per core)."""
+    """Threads inside one model call per worker (0: the worker's share of the cores)."""
     request_timeout_s: float = Field(10.0, gt=0)
     """Per-request deadline for /predict (503 beyond)."""
     retry_after_s: int = Field(1, ge=1)
@@ -56,6 +56,19 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    @property
+    def cores_per_worker(self) -> int:
+        return max(1, (os.cpu_count() or 1) // self.workers)
+
+    @model_validator(mode="after")
+    def _share_the_cores(self) -> Settings:
+        """Each worker is a process with its own threads: together they should not exceed the cores."""
+        if self.inference_threads == 0:
+            self.inference_threads = self.cores_per_worker
+        if self.decode_threads == 0:
+            self.decode_threads = max(1, self.cores_per_worker // 2)
+        return self
 
     @field_validator("api_key")
     @classmethod
