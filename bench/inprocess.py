@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_api.config import get_settings
+from deepfake_api.config import available_cpus, get_settings
 from deepfake_api.model import DeepfakeModel
 from deepfake_api.preprocess import DecodedImage, ModelInputs, preprocess
 
@@ -124,13 +124,13 @@ def measure(paths: list[Path], seconds: float, batch: int) -> dict[str, object]:
     return {
         "model": str(settings.model_path),
         "model_sha256": model.sha256,
-        "decode_threads": os.cpu_count() or 1,
+        "decode_threads": available_cpus(),
         "inference_threads": settings.inference_threads,
         "batch": batch,
         "load_and_warm_s": load_s,
         "single": single_latency(model, decode, datas, diag_s),
-        "pipeline": pipeline_rate(model, decode, datas, os.cpu_count() or 1, batch, seconds),
-        "decode_only_images_per_s": decode_rate(decode, datas, os.cpu_count() or 1, diag_s),
+        "pipeline": pipeline_rate(model, decode, datas, available_cpus(), batch, seconds),
+        "decode_only_images_per_s": decode_rate(decode, datas, available_cpus(), diag_s),
         "model_only_images_per_s": model_rate(model, decode, datas, batch, diag_s),
         "backend": model.backend,
         "versions": {

@@ -12,7 +12,6 @@ sweep section of bench/REPORT.md.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -21,8 +20,9 @@ from typing import Any
 
 from bench import images, loadgen, report, servers
 from bench.run import MODEL, RESULTS, settings_env
+from deepfake_api.config import available_cpus
 
-CORES = os.cpu_count() or 1
+CORES = available_cpus()
 LAYOUTS = {
     "defaults": "",
     "decode_threads=1": "decode_threads=1",

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a container's
+    `cpus:` / Kubernetes CPU limit), which os.cpu_count() ignores: 64 threads on a 2-CPU quota
+    would be throttled, not faster."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
 
 _REPO_MODEL = Path(__file__).resolve().parents[2] / "models" / "model.tflite"
 
@@ -59,7 +80,7 @@ class Settings(BaseSettings):
 
     @property
     def cores_per_worker(self) -> int:
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        return max(1, available_cpus() // self.workers)
 
     @model_validator(mode="after")
     def _share_the_cores(self) -> Settings:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from deepfake_api import preprocess
+from deepfake_api.config import available_cpus
 from deepfake_api.errors import ModelCardError
 
 Label = Literal["real", "fake", "uncertain"]
@@ -158,7 +159,7 @@ class LiteRTPredictor:
     def __init__(self, path: Path, *, threads: int = 0) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
+        self._interpreter = Interpreter(model_path=str(path), num_threads=threads or available_cpus())
         inputs = self._interpreter.get_input_details()
         by_size = {int(d["shape_signature"][1]): d["index"] for d in inputs}
         self._local, self._global = by_size[preprocess.LOCAL_SIZE], by_size[preprocess.GLOBAL_SIZE]

@@ -26,20 +26,26 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """`deepfake-api serve --workers 2` as a subprocess, every worker ready: its URL and scratch dir."""
-    port = _free_port()
-    scratch = tmp_path_factory.mktemp("workers")
+def _serve(port: int, tmpdir: Path) -> subprocess.Popen[bytes]:
+    """`deepfake-api serve --workers 2` with a clean environment; its TMPDIR is where serve makes
+    the metrics directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEEPFAKE_", "PROMETHEUS_"))}
-    env["TMPDIR"] = str(scratch)  # where serve makes its metrics directory
+    env["TMPDIR"] = str(tmpdir)
     cli = Path(sys.executable).with_name("deepfake-api")
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [str(cli), "serve", "--port", str(port), "--workers", str(WORKERS)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`deepfake-api serve --workers 2` as a subprocess, every worker ready: its URL and scratch dir."""
+    port = _free_port()
+    scratch = tmp_path_factory.mktemp("workers")
+    proc = _serve(port, scratch)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline, ready_in_a_row = time.monotonic() + 120, 0
@@ -87,15 +93,7 @@ def test_every_scrape_counts_the_requests_of_all_workers(two_workers: tuple[str,
 
 def test_the_metrics_directory_is_removed_after_a_clean_stop(tmp_path: Path) -> None:
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEEPFAKE_", "PROMETHEUS_"))}
-    env["TMPDIR"] = str(tmp_path)
-    cli = Path(sys.executable).with_name("deepfake-api")
-    proc = subprocess.Popen(
-        [str(cli), "serve", "--port", str(port), "--workers", str(WORKERS)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _serve(port, tmp_path)
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob("deepfake-metrics-*")):
         assert proc.poll() is None and time.monotonic() < deadline
