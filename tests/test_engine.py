@@ -8,6 +8,7 @@ is decoding, both of which follow from the order of events alone.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from typing import Any
 
@@ -78,7 +79,7 @@ def _expected_score(data: bytes) -> float:
 def _decode_together(n: int) -> Any:
     """`preprocess`, but the first n calls return only once all n have decoded (then as usual)."""
     barrier = threading.Barrier(n, timeout=60)
-    calls = iter(range(1_000_000))  # next() on it is atomic under the GIL
+    calls = itertools.count()  # next() on it is atomic under the GIL
 
     def decode(data: bytes) -> Any:
         out = preprocess(data)
@@ -182,11 +183,7 @@ async def test_model_error_reaches_every_waiter_of_the_batch() -> None:
 async def test_a_wrong_sized_model_answer_fails_its_batch_and_the_engine_carries_on() -> None:
     class ShortModel(FakeModel):
         def predict_logits(self, local: np.ndarray, global_: np.ndarray) -> np.ndarray:
-            return (
-                super().predict_logits(local, global_)[:-1]
-                if self.error is None
-                else super().predict_logits(local, global_)
-            )
+            return super().predict_logits(local, global_)[:-1]  # one score short (or raises `error`)
 
     model = ShortModel()
     engine = await _started(model)

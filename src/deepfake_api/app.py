@@ -25,7 +25,6 @@ from pythonjsonlogger.json import JsonFormatter
 from deepfake_api import __version__, metrics
 from deepfake_api.api import health, page, predict, problems
 from deepfake_api.api import metrics as metrics_route
-from deepfake_api.api.deps import Service
 from deepfake_api.api.middleware import RequestContext
 from deepfake_api.config import Settings, get_settings
 from deepfake_api.engine import InferenceEngine
@@ -62,12 +61,16 @@ def configure_logging(settings: Settings) -> logging.StreamHandler:  # type: ign
     return handler
 
 
-def flush_logs() -> None:
-    """Write out every queued record (at shutdown, or before reconfiguring)."""
+def flush_logs(*, keep_logging: bool = False) -> None:
+    """Write out every queued record: at exit or before reconfiguring (the writer stops), or when
+    an app shuts down in a process that goes on (`keep_logging`: the writer starts again)."""
     global _listener
     if _listener is not None:
         _listener.stop()  # drains the queue, then joins the writer thread
-        _listener = None
+        if keep_logging:
+            _listener.start()
+        else:
+            _listener = None
 
 
 atexit.register(flush_logs)
@@ -104,10 +107,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             loader.cancel()
         await app.state.engine.stop()
         log.info("stopped")
-        listener = _listener
-        if listener is not None:  # write out what is queued; keep logging for whatever runs next
-            listener.stop()
-            listener.start()
+        flush_logs(keep_logging=True)
 
 
 def create_app(settings: Settings | None = None, model: DeepfakeModel | None = None) -> FastAPI:
@@ -134,7 +134,6 @@ def create_app(settings: Settings | None = None, model: DeepfakeModel | None = N
         decode=partial(preprocess, max_pixels=settings.max_pixels, min_side=settings.min_side),
     )
     app.state.rate_limit, app.state.rate_limiter = _rate_limiter(settings.rate_limit)
-    app.state.service = Service(settings, app.state.engine, model)
     problems.install(app)
     for router in (predict.router, health.router, metrics_route.router, page.router):
         app.include_router(router)

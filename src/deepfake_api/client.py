@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import httpx
 import numpy as np
 
+from deepfake_api.config import get_settings
 from deepfake_api.errors import DeepfakeError
 from deepfake_api.model import DeepfakeModel
 from deepfake_api.preprocess import preprocess
@@ -33,7 +34,7 @@ class LocalScorer:
     """The model in this process, through the same preprocessing as the service."""
 
     def __init__(self, model_path: Path) -> None:
-        self.model = DeepfakeModel(model_path)
+        self.model = DeepfakeModel(model_path, threads=get_settings().inference_threads)
         self.model.load()
         self.model.warm()
 

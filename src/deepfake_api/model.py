@@ -22,7 +22,6 @@ from typing import Any, Literal
 import numpy as np
 
 from deepfake_api import preprocess
-from deepfake_api.config import available_cpus
 from deepfake_api.errors import ModelCardError
 
 Label = Literal["real", "fake", "uncertain"]
@@ -159,7 +158,8 @@ class LiteRTPredictor:
     def __init__(self, path: Path, *, threads: int = 0) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_path=str(path), num_threads=threads or available_cpus())
+        # The caller sizes the threads (Settings.inference_threads knows the CPU quota); 0: one.
+        self._interpreter = Interpreter(model_path=str(path), num_threads=max(1, threads))
         inputs = self._interpreter.get_input_details()
         by_size = {int(d["shape_signature"][1]): d["index"] for d in inputs}
         self._local, self._global = by_size[preprocess.LOCAL_SIZE], by_size[preprocess.GLOBAL_SIZE]

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from deepfake_api.api.deps import authorized_service
+from deepfake_api.api.deps import authorize
 from deepfake_api.api.problems import request_id_of
 from deepfake_api.api.upload import read_upload
 from deepfake_api.errors import DeadlineExceeded
@@ -64,8 +64,9 @@ _UPLOAD_BODY: dict[str, Any] = {
 )
 async def predict(request: Request) -> Response:
     started = time.perf_counter()
-    service = authorized_service(request)
-    settings, engine, model = service.settings, service.engine, service.model
+    state = request.app.state
+    settings, engine, model = state.settings, state.engine, state.model
+    authorize(request, settings)
     upload = await read_upload(request, settings.max_upload_bytes)
     try:
         async with asyncio.timeout(settings.request_timeout_s):
