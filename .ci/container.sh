@@ -52,11 +52,7 @@ cleanup() {
   echo "== container: cleanup"
   [ "$COMPOSE_UP" = 1 ] && docker-compose down --remove-orphans --timeout 40 >/dev/null 2>&1
   if [ "$STACK_UP" = 1 ]; then
-    docker stack rm "$STACK" >/dev/null 2>&1
-    for _ in $(seq 1 60); do
-      [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK")" ] && break
-      sleep 1
-    done
+    remove_stack >/dev/null 2>&1
   fi
   [ "$SWARM_JOINED" = 1 ] && docker swarm leave --force >/dev/null 2>&1
   if [ "$ENGINE_PID" != 0 ]; then
@@ -69,6 +65,28 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# `docker stack rm` races its own tasks: it can fail with "network ... is in use by task"
+# while the task containers are still stopping. Repeat it until the stack's containers,
+# services and networks are gone, for at most 90 s.
+stack_leftovers() {
+  local label="label=com.docker.stack.namespace=$STACK"
+  docker ps -aq --filter "$label"
+  docker service ls -q --filter "$label"
+  docker network ls -q --filter "$label"
+}
+remove_stack() {
+  local deadline=$(($(date +%s) + 90))
+  while true; do
+    docker stack rm "$STACK" >/dev/null 2>&1 || true
+    [ -z "$(stack_leftovers)" ] && return 0
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "stack $STACK not removed after 90 s; left: $(stack_leftovers | tr '\n' ' ')" >&2
+      return 1
+    fi
+    sleep 2
+  done
+}
 
 # Poll until "$@" succeeds, for at most $1 seconds.
 wait_for() {
@@ -280,11 +298,7 @@ PY
 fi
 
 stage "swarm: remove"
-docker stack rm "$STACK" >/dev/null
-for _ in $(seq 1 60); do
-  [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK")" ] && break
-  sleep 1
-done
+remove_stack || fail "docker stack rm left parts of the stack behind"
 STACK_UP=0
 if [ "$SWARM_JOINED" = 1 ]; then docker swarm leave --force >/dev/null && SWARM_JOINED=0; fi
 stage ""
