@@ -65,7 +65,11 @@ class Settings(BaseSettings):
     inference_threads: int = Field(0, ge=0)
     """Threads inside one model call per worker (0: the worker's share of the cores)."""
     request_timeout_s: float = Field(10.0, gt=0)
-    """Per-request deadline for /predict (503 beyond)."""
+    """Per-request deadline for /predict once the upload is in (503 beyond)."""
+    upload_timeout_s: float = Field(30.0, gt=0)
+    """Longest a /predict body may take to arrive (408 and the connection closed beyond): a client
+    trickling its upload would otherwise hold a connection and its buffered bytes indefinitely
+    (uvicorn has no body timeout; nginx in deploy/ has the same 30 s as client_body_timeout)."""
     retry_after_s: int = Field(1, ge=1)
 
     api_key: SecretStr | None = None

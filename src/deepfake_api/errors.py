@@ -50,6 +50,10 @@ class InvalidUpload(DeepfakeError):
     status, slug, title = 400, "invalid-upload", "The upload is not a single image file"
 
 
+class UploadTimeout(DeepfakeError):
+    status, slug, title = 408, "upload-timeout", "The upload did not arrive in time"
+
+
 class ModelNotReady(DeepfakeError):
     status, slug, title = 503, "model-not-ready", "The model is not loaded yet"
 

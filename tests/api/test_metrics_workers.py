@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,35 +12,20 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.utils.images import jpeg_bytes
+from tests.utils.server import free_port, serve
 
 WORKERS = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _serve(port: int, tmpdir: Path) -> subprocess.Popen[bytes]:
-    """`deepfake-api serve --workers 2` with a clean environment; its TMPDIR is where serve makes
-    the metrics directory."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEEPFAKE_", "PROMETHEUS_"))}
-    env["TMPDIR"] = str(tmpdir)
-    cli = Path(sys.executable).with_name("deepfake-api")
-    return subprocess.Popen(
-        [str(cli), "serve", "--port", str(port), "--workers", str(WORKERS)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """`deepfake-api serve --workers 2`; its TMPDIR is where serve makes the metrics directory."""
+    return serve(port, "--workers", str(WORKERS), env={"TMPDIR": str(tmpdir)})
 
 
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """`deepfake-api serve --workers 2` as a subprocess, every worker ready: its URL and scratch dir."""
-    port = _free_port()
+    port = free_port()
     scratch = tmp_path_factory.mktemp("workers")
     proc = _serve(port, scratch)
     url = f"http://127.0.0.1:{port}"
@@ -92,7 +74,7 @@ def test_every_scrape_counts_the_requests_of_all_workers(two_workers: tuple[str,
 
 
 def test_the_metrics_directory_is_removed_after_a_clean_stop(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = _serve(port, tmp_path)
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob("deepfake-metrics-*")):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -64,6 +65,36 @@ async def test_a_chunked_upload_under_the_limit_is_judged() -> None:
         r = await client.post("/predict", content=Feed(body), headers={"content-type": ctype})
     assert r.status_code == 200, r.text
     assert r.json()["image"]["format"] == "JPEG"
+
+
+class SlowFeed(Feed):
+    """A client trickling its upload: one chunk every `gap` seconds."""
+
+    def __init__(self, data: bytes, gap: float) -> None:
+        super().__init__(data)
+        self.gap = gap
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in super().__aiter__():
+            await asyncio.sleep(self.gap)
+            yield chunk
+
+
+async def test_an_upload_that_trickles_in_past_the_upload_timeout_is_408_and_closes() -> None:
+    body, ctype = multipart([file_part(jpeg_bytes(120, 120) + b"\0" * (20 * CHUNK))])
+    feed = SlowFeed(body, gap=0.05)
+    async with serving_async(build_app(upload_timeout_s=0.3)) as client:
+        r = await client.post("/predict", content=feed, headers={"content-type": ctype})
+    assert_problem(r, 408, "upload-timeout")
+    assert r.headers["connection"] == "close"
+    assert feed.sent < len(body), "the server waited for the whole body"
+
+
+async def test_a_slow_upload_inside_the_upload_timeout_is_judged() -> None:
+    body, ctype = multipart([file_part(jpeg_bytes(120, 120))])
+    async with serving_async(build_app(upload_timeout_s=5)) as client:
+        r = await client.post("/predict", content=SlowFeed(body, gap=0.02), headers={"content-type": ctype})
+    assert r.status_code == 200, r.text
 
 
 def test_an_eleven_megabyte_upload_is_413_with_the_default_limit(client: TestClient) -> None:

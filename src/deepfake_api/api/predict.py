@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from deepfake_api.api.deps import authorize
 from deepfake_api.api.problems import request_id_of
 from deepfake_api.api.upload import read_upload
-from deepfake_api.errors import DeadlineExceeded
+from deepfake_api.errors import DeadlineExceeded, UploadTimeout
 from deepfake_api.preprocess import MEDIA_TYPES
 from deepfake_api.schemas import ImageInfo, ModelInfo, Prediction, Problem
 
@@ -55,6 +55,7 @@ _UPLOAD_BODY: dict[str, Any] = {
     responses={
         400: {**_PROBLEM, "description": "Not a single file in the field `file`"},
         401: {**_PROBLEM, "description": "API key missing or wrong (when one is configured)"},
+        408: {**_PROBLEM, "description": "The upload did not arrive within `upload_timeout_s`"},
         413: {**_PROBLEM, "description": "Upload or image too large"},
         415: {**_PROBLEM, "description": "Not an accepted image type"},
         422: {**_PROBLEM, "description": "Corrupt, truncated or too small image"},
@@ -67,7 +68,14 @@ async def predict(request: Request) -> Response:
     state = request.app.state
     settings, engine, model = state.settings, state.engine, state.model
     authorize(request, settings)
-    upload = await read_upload(request, settings.max_upload_bytes)
+    try:
+        async with asyncio.timeout(settings.upload_timeout_s):
+            upload = await read_upload(request, settings.max_upload_bytes)
+    except TimeoutError:
+        raise UploadTimeout(
+            f"The upload took longer than {settings.upload_timeout_s:g} s to arrive; send it again.",
+            headers={"Connection": "close"},  # the rest of the body is never read
+        ) from None
     try:
         async with asyncio.timeout(settings.request_timeout_s):
             verdict = await engine.predict(upload.data)
