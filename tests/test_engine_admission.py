@@ -57,6 +57,22 @@ async def test_requests_beyond_max_in_flight_get_503_with_retry_after() -> None:
     assert engine._in_flight == 0
 
 
+async def test_at_capacity_a_wrong_file_type_still_gets_415_not_503() -> None:
+    app = build_app(max_in_flight=1)
+    engine: InferenceEngine = app.state.engine
+    async with serving_async(app) as client:
+        shared_model().gate.clear()
+        held = asyncio.ensure_future(client.post("/predict", files=_files(1)))
+        await _until(lambda: engine._in_flight == 1)
+        text = await client.post("/predict", files={"file": ("notes.txt", b"not an image at all", "text/plain")})
+        image = await client.post("/predict", files=_files(2))
+        shared_model().gate.set()
+        assert (await held).status_code == 200
+    assert text.status_code == 415, text.text
+    assert text.json()["type"].endswith("/unsupported-media-type")
+    _assert_retry_problem(image, "overloaded", "1")
+
+
 async def test_a_burst_gets_only_200_or_503_and_at_least_the_capacity_is_served() -> None:
     app = build_app(max_in_flight=4)
     async with serving_async(app) as client:

@@ -92,6 +92,19 @@ def test_a_card_without_a_runtime_is_refused_with_the_fix(tmp_path: Path) -> Non
         DeepfakeModel(tmp_path / "model.tflite").load()
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("jpeg_draft_min_short_side", 640), ("norm_short_side", [128, 256]), ("local_size", 128), ("global_size", 96)],
+)
+def test_a_card_from_other_preprocessing_is_refused(tmp_path: Path, key: str, value: object) -> None:
+    card = json.loads(MODEL_PATH.with_name("model_card.json").read_text())
+    card["input"][key] = value  # e.g. a model trained before the JPEG DCT-scale rule
+    (tmp_path / "model_card.json").write_text(json.dumps(card))
+    (tmp_path / "model.tflite").write_bytes(MODEL_PATH.read_bytes())
+    with pytest.raises(ModelCardError, match=key):
+        DeepfakeModel(tmp_path / "model.tflite").load()
+
+
 def test_an_unknown_model_file_type_is_refused() -> None:
     with pytest.raises(ModelCardError, match=".tflite or .keras"):
         DeepfakeModel(Path("models/model.onnx"))

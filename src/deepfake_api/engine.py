@@ -25,7 +25,7 @@ import numpy as np
 from deepfake_api import metrics
 from deepfake_api.errors import ModelNotReady, Overloaded
 from deepfake_api.model import Decision, Label
-from deepfake_api.preprocess import DecodedImage, ModelInputs, preprocess
+from deepfake_api.preprocess import DecodedImage, ModelInputs, accepted_format, preprocess
 
 
 class Predictor(Protocol):
@@ -132,6 +132,7 @@ class InferenceEngine:
         """Admit, decode, batch and score one image; raises domain errors for bad input."""
         if not self.running or self.model.decision is None:
             raise ModelNotReady("The model is still loading; retry shortly.", headers=self._retry())
+        accepted_format(data)  # a wrong type is 415 at once, not queued behind images or told to retry
         if self._in_flight >= self.max_in_flight:
             metrics.REJECTED.labels("overloaded").inc()
             raise Overloaded(

@@ -91,6 +91,7 @@ def test_training_inputs_equal_serving_inputs_byte_for_byte(tmp_path: Path) -> N
         (tmp_path / label).mkdir()
     Image.fromarray(noise_rgb(1400, 1000, seed=1)).save(tmp_path / "real" / "big.jpg", quality=88)  # draft path
     Image.fromarray(noise_rgb(250, 250, seed=2)).save(tmp_path / "real" / "lfw_like.jpg", quality=88)
+    Image.fromarray(noise_rgb(600, 600, seed=4)).save(tmp_path / "fake" / "roboflow_like.jpg", quality=88)  # 1/2
     Image.fromarray(noise_rgb(120, 90, seed=3)).convert("RGBA").save(tmp_path / "fake" / "small.png")
     _exif_rotated_jpeg(tmp_path / "fake" / "rotated.jpg")
     items = read_items(tmp_path)

@@ -100,13 +100,14 @@ def build_card(
             "local_size": preprocess.LOCAL_SIZE,
             "global_size": preprocess.GLOBAL_SIZE,
             "norm_short_side": [preprocess.NORM_MIN, preprocess.NORM_MAX],
+            "jpeg_draft_min_short_side": preprocess.DRAFT_MIN,
             "channel_order": "RGB",
             "dtype": "float32 holding 0-255 values; scaling to [-1, 1] is inside the network",
         },
         "preprocessing": (
             "deepfake_api.preprocess: decode (type by magic bytes, EXIF orientation, first frame, "
-            "transparency on white, any mode to 8-bit RGB; JPEG draft decode only when the short side "
-            f"> {2 * preprocess.NORM_MAX}), scale the short side into "
+            "transparency on white, any mode to 8-bit RGB; JPEGs decoded at the smallest DCT scale of "
+            f"1/2, 1/4, 1/8 that keeps the short side >= {preprocess.DRAFT_MIN}), scale the short side into "
             f"[{preprocess.NORM_MIN}, {preprocess.NORM_MAX}] (untouched when inside), local = centre "
             f"{preprocess.LOCAL_SIZE} px crop, global = centre square resized to {preprocess.GLOBAL_SIZE} px"
         ),

@@ -82,11 +82,13 @@ def build(run: Path, test_dir: Path, loso: Path | None, models: Path, out: Path,
         "## Model",
         "",
         "Two views of one image, both from `deepfake_api.preprocess` (the function the service calls): a "
-        "160 px centre crop at native resolution (short side kept in [160, 320]) with a fixed Laplacian "
-        "high-pass beside the pixels, through a fully convolutional branch (trained on random 96 px crops); "
-        "and the whole image at 64 px through a second branch. Global pooling, concatenation, a small "
-        "head, one logit. Trained from scratch (AdamW, cosine schedule, BCE), augmentations: flips, "
-        "down-and-up scaling, JPEG re-compression, blur, colour jitter, noise.",
+        "160 px centre crop at native resolution (short side kept in [160, 320]; JPEGs decoded at the DCT "
+        "scale 1/2-1/8 that keeps the short side >= 288) with a fixed Laplacian high-pass beside the pixels, "
+        "through a fully convolutional branch (a plain full-resolution stem, then depthwise-separable "
+        "convolutions; trained on random 96 px crops); and the whole image at 64 px through a second branch. "
+        "Global pooling, concatenation, a small head, one logit. Trained from scratch (AdamW, cosine "
+        "schedule, BCE), augmentations: flips, down-and-up scaling, JPEG re-compression, blur, colour "
+        "jitter, noise.",
         "",
         f"Training: {json.dumps(card['training'].get('args', {}))}; best epoch (mean validation AUC): "
         f"{card['training'].get('best_epoch')}.",
