@@ -88,6 +88,14 @@ def model_rate(model: DeepfakeModel, decode: Decode, datas: list[bytes], batch: 
     return done / (time.perf_counter() - started)
 
 
+def score_one(model: DeepfakeModel, decode: Decode, data: bytes) -> float:
+    """Seconds to decode one image and score it alone (batch 1)."""
+    t0 = time.perf_counter()
+    _, inputs = decode(data)
+    model.predict_logits(inputs.local[None], inputs.global_[None])
+    return time.perf_counter() - t0
+
+
 def single_latency(model: DeepfakeModel, decode: Decode, datas: list[bytes], seconds: float) -> dict[str, float]:
     """Decode + model at batch 1, one image at a time: every image at least once, twice if time allows."""
     times = []
@@ -95,10 +103,7 @@ def single_latency(model: DeepfakeModel, decode: Decode, datas: list[bytes], sec
     for i, data in enumerate(datas * 2):
         if i >= len(datas) and time.perf_counter() - started > seconds:
             break
-        t0 = time.perf_counter()
-        _, inputs = decode(data)
-        model.predict_logits(inputs.local[None], inputs.global_[None])
-        times.append(time.perf_counter() - t0)
+        times.append(score_one(model, decode, data))
     cpu_ms = (time.process_time() - cpu) * 1000 / len(times)
     ms = sorted(t * 1000 for t in times)
     return {
@@ -110,14 +115,20 @@ def single_latency(model: DeepfakeModel, decode: Decode, datas: list[bytes], sec
     }
 
 
-def measure(paths: list[Path], seconds: float, batch: int) -> dict[str, object]:
+def served_model(warm: tuple[int, ...]) -> tuple[DeepfakeModel, Decode]:
+    """The model and the decode function exactly as the service's settings make them, loaded and warm."""
     settings = get_settings()
-    decode: Decode = partial(preprocess, max_pixels=settings.max_pixels, min_side=settings.min_side)
-    datas = [p.read_bytes() for p in paths]
-    started = time.perf_counter()
     model = DeepfakeModel(settings.model_path, threads=settings.inference_threads)
     model.load()
-    model.warm((1, batch))
+    model.warm(warm)
+    return model, partial(preprocess, max_pixels=settings.max_pixels, min_side=settings.min_side)
+
+
+def measure(paths: list[Path], seconds: float, batch: int) -> dict[str, object]:
+    settings = get_settings()
+    datas = [p.read_bytes() for p in paths]
+    started = time.perf_counter()
+    model, decode = served_model((1, batch))
     load_s = time.perf_counter() - started
     diag_s = max(1.0, seconds / 4)
 

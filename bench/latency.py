@@ -25,34 +25,21 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import images, report, servers
+from bench import images, inprocess, report, servers
 from bench.run import RESULTS
-from deepfake_api.config import get_settings
-from deepfake_api.model import DeepfakeModel
-from deepfake_api.preprocess import preprocess
-
-BOUNDARY = "deepfake-latency-7d1e"
-
-
-def _body(data: bytes) -> bytes:
-    head = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="i.jpg"\r\n'
-    head += "Content-Type: image/jpeg\r\n\r\n"
-    return head.encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
 def over_http(port: int, datas: list[bytes], requests: int, gap_s: float) -> dict[str, list[float]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
-    bodies = [_body(d) for d in datas]
+    bodies = [servers.multipart_body(d, "i.jpg") for d in datas]
     rtt, handler = [], []
     for i in range(requests + 20):  # the first 20 warm the connection and the code paths
         body = bodies[i % len(bodies)]
         t0 = time.perf_counter()
-        conn.request("POST", "/predict", body, headers)
+        conn.request("POST", "/predict", body, servers.MULTIPART_HEADERS)
         resp = conn.getresponse()
         payload = resp.read()
         elapsed = (time.perf_counter() - t0) * 1000
@@ -67,20 +54,14 @@ def over_http(port: int, datas: list[bytes], requests: int, gap_s: float) -> dic
 
 
 def in_process(datas: list[bytes], requests: int, gap_s: float) -> dict[str, list[float]]:
-    settings = get_settings()
-    model = DeepfakeModel(settings.model_path, threads=settings.inference_threads)
-    model.load()
-    model.warm((1,))
-    decode = partial(preprocess, max_pixels=settings.max_pixels, min_side=settings.min_side)
+    model, decode = inprocess.served_model((1,))
     out: dict[str, list[float]] = {}
     for name, gap in (("inprocess_back_to_back_ms", 0.0), ("inprocess_with_gaps_ms", gap_s)):
         times = []
-        for i in range(requests + 20):
-            t0 = time.perf_counter()
-            _, inputs = decode(datas[i % len(datas)])
-            model.predict_logits(inputs.local[None], inputs.global_[None])
+        for i in range(requests + 20):  # the first 20 warm the code paths, as over HTTP
+            elapsed = inprocess.score_one(model, decode, datas[i % len(datas)])
             if i >= 20:
-                times.append((time.perf_counter() - t0) * 1000)
+                times.append(elapsed * 1000)
             if gap:
                 time.sleep(gap)
         out[name] = times

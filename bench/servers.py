@@ -39,15 +39,23 @@ def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         conn.close()
 
 
+BOUNDARY = "deepfake-bench-first"
+MULTIPART_HEADERS = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+
+
+def multipart_body(data: bytes, filename: str, field: str = "file") -> bytes:
+    """One JPEG file part in a multipart/form-data body (send with MULTIPART_HEADERS)."""
+    disposition = f'form-data; name="{field}"; filename="{filename}"'
+    head = f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\nContent-Type: image/jpeg\r\n\r\n"
+    return head.encode() + data + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
 def post_image(port: int, path: str, image: Path, field: str = "file", timeout: float = 300.0) -> int:
     """One multipart upload, waiting as long as it takes: the first request builds lazy state."""
-    boundary = "deepfake-bench-first"
-    disposition = f'form-data; name="{field}"; filename="first_{image.name}"'
-    head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: image/jpeg\r\n\r\n"
-    body = head.encode() + image.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    body = multipart_body(image.read_bytes(), f"first_{image.name}", field)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("POST", path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        conn.request("POST", path, body, MULTIPART_HEADERS)
         resp = conn.getresponse()
         resp.read()
         return resp.status

@@ -79,13 +79,7 @@ def read_card(model_path: Path) -> dict[str, Any]:
     inputs = card.get("input", {})
     # What the network was trained on must be what this code computes; a card from other
     # preprocessing (e.g. a model trained before the JPEG DCT-scale rule) is refused.
-    expected = {
-        "local_size": preprocess.LOCAL_SIZE,
-        "global_size": preprocess.GLOBAL_SIZE,
-        "norm_short_side": [preprocess.NORM_MIN, preprocess.NORM_MAX],
-        "jpeg_draft_min_short_side": preprocess.DRAFT_MIN,
-    }
-    for key, value in expected.items():
+    for key, value in preprocess.card_inputs().items():
         if inputs.get(key) != value:
             raise ModelCardError(f"card input {key}={inputs.get(key)} but preprocessing uses {value}")
     return card

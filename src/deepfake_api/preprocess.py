@@ -37,6 +37,16 @@ MEDIA_TYPES = {
 }
 
 
+def card_inputs() -> dict[str, object]:
+    """What a model trained on this code's inputs records in its card, and the service checks."""
+    return {
+        "local_size": LOCAL_SIZE,
+        "global_size": GLOBAL_SIZE,
+        "norm_short_side": [NORM_MIN, NORM_MAX],
+        "jpeg_draft_min_short_side": DRAFT_MIN,
+    }
+
+
 @dataclass(frozen=True)
 class DecodedImage:
     rgb: np.ndarray  # uint8, H x W x 3, RGB order

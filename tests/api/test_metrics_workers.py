@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.utils.images import jpeg_bytes
-from tests.utils.server import free_port, serve
+from tests.utils.server import free_port, serve, wait_ready
 
 WORKERS = 2
 
@@ -30,15 +30,7 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     proc = _serve(port, scratch)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline, ready_in_a_row = time.monotonic() + 120, 0
-        while ready_in_a_row < 10:  # new connections land on either worker: both must be ready
-            assert proc.poll() is None and time.monotonic() < deadline, "the workers did not become ready"
-            try:
-                ok = httpx.get(url + "/health/ready", timeout=5).status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            ready_in_a_row = ready_in_a_row + 1 if ok else 0
-            time.sleep(0.05)
+        wait_ready(proc, url, in_a_row=10)  # new connections land on either worker: both must be ready
         yield url, scratch
     finally:
         proc.terminate()

@@ -1,10 +1,12 @@
-"""Reading the upload: the size cap while streaming, and every multipart oddity as a 4xx problem."""
+"""Reading the upload: the size cap while streaming, the upload timeout, and every multipart oddity as a 4xx problem."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -15,6 +17,7 @@ from tests.utils.apps import build_app, serving_async
 from tests.utils.hostile import file_part, multipart
 from tests.utils.images import jpeg_bytes
 from tests.utils.problems import assert_problem
+from tests.utils.server import free_port, serve, wait_ready
 
 pytestmark = pytest.mark.anyio
 LIMIT = 64 * 1024
@@ -95,6 +98,44 @@ async def test_a_slow_upload_inside_the_upload_timeout_is_judged() -> None:
     async with serving_async(build_app(upload_timeout_s=5)) as client:
         r = await client.post("/predict", content=SlowFeed(body, gap=0.02), headers={"content-type": ctype})
     assert r.status_code == 200, r.text
+
+
+REAL_UPLOAD_TIMEOUT_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    """`deepfake-api serve` on a real socket (uvicorn, not ASGI in-process), upload timeout 1 s."""
+    port = free_port()
+    proc = serve(port, env={"DEEPFAKE_UPLOAD_TIMEOUT_S": str(REAL_UPLOAD_TIMEOUT_S)})
+    try:
+        wait_ready(proc, f"http://127.0.0.1:{port}")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def test_a_stalled_upload_gets_408_and_the_connection_is_closed_while_others_are_served(port: int) -> None:
+    body, ctype = multipart([file_part(jpeg_bytes(200, 200))])
+    head = f"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as slow:
+        slow.sendall(head.encode() + body[:200])  # ...and the rest never comes
+        sent_at = time.monotonic()
+        other = httpx.post(
+            f"http://127.0.0.1:{port}/predict", files={"file": ("ok.jpg", jpeg_bytes(200, 200, seed=3))}, timeout=30
+        )
+        assert other.status_code == 200, other.text
+        raw = b""
+        while chunk := slow.recv(65536):  # b"" only when the server closes; a hang hits the 30 s timeout
+            raw += chunk
+        waited = time.monotonic() - sent_at
+    head_part, _, payload = raw.partition(b"\r\n\r\n")
+    assert head_part.startswith(b"HTTP/1.1 408"), raw[:200]
+    assert b"content-type: application/problem+json" in head_part.lower()
+    assert b"connection: close" in head_part.lower()
+    assert json.loads(payload)["type"].endswith("/upload-timeout")
+    assert waited >= REAL_UPLOAD_TIMEOUT_S * 0.9
 
 
 def test_an_eleven_megabyte_upload_is_413_with_the_default_limit(client: TestClient) -> None:

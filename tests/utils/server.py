@@ -6,7 +6,10 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
 
 
 def free_port() -> int:
@@ -27,3 +30,17 @@ def serve(port: int, *args: str, env: dict[str, str] | None = None) -> subproces
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, *, in_a_row: int = 1, timeout: float = 120.0) -> None:
+    """Poll /health/ready until it answers 200 `in_a_row` times (with several workers each new
+    connection may land on another one); fails if the process exits or the time runs out."""
+    deadline, ready = time.monotonic() + timeout, 0
+    while ready < in_a_row:
+        assert proc.poll() is None and time.monotonic() < deadline, "the service did not become ready"
+        try:
+            ok = httpx.get(url + "/health/ready", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        ready = ready + 1 if ok else 0
+        time.sleep(0.05)

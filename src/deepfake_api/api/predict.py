@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from deepfake_api.api.deps import authorize
 from deepfake_api.api.problems import request_id_of
 from deepfake_api.api.upload import read_upload
-from deepfake_api.errors import DeadlineExceeded, UploadTimeout
+from deepfake_api.errors import DeadlineExceeded
 from deepfake_api.preprocess import MEDIA_TYPES
 from deepfake_api.schemas import ImageInfo, ModelInfo, Prediction, Problem
 
@@ -68,14 +68,7 @@ async def predict(request: Request) -> Response:
     state = request.app.state
     settings, engine, model = state.settings, state.engine, state.model
     authorize(request, settings)
-    try:
-        async with asyncio.timeout(settings.upload_timeout_s):
-            upload = await read_upload(request, settings.max_upload_bytes)
-    except TimeoutError:
-        raise UploadTimeout(
-            f"The upload took longer than {settings.upload_timeout_s:g} s to arrive; send it again.",
-            headers={"Connection": "close"},  # the rest of the body is never read
-        ) from None
+    upload = await read_upload(request, settings.max_upload_bytes, settings.upload_timeout_s)
     try:
         async with asyncio.timeout(settings.request_timeout_s):
             verdict = await engine.predict(upload.data)

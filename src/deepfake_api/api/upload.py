@@ -2,17 +2,19 @@
 
 Starlette's UploadFile spools bodies over 1 MB to a temporary file; uploads here never
 touch the disk. The body is fed chunk by chunk to python-multipart's parser and refused
-(413) as soon as it passes the limit, before the rest is read.
+(413) as soon as it passes the limit, before the rest is read, or (408, connection closed)
+when it has not all arrived within the time limit.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from deepfake_api.errors import InvalidUpload, PayloadTooLarge, UnsupportedMediaType
+from deepfake_api.errors import InvalidUpload, PayloadTooLarge, UnsupportedMediaType, UploadTimeout
 
 FIELD = "file"
 MAX_PARTS = 16
@@ -68,8 +70,19 @@ def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"The upload exceeds the limit of {limit} bytes ({limit / 1048576:.1f} MiB).")
 
 
-async def read_upload(request: Request, max_bytes: int) -> Upload:
-    """The single file in field `file` of a multipart/form-data body."""
+async def read_upload(request: Request, max_bytes: int, timeout_s: float) -> Upload:
+    """The single file in field `file` of a multipart/form-data body, all of it within `timeout_s`."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read(request, max_bytes)
+    except TimeoutError:
+        raise UploadTimeout(
+            f"The upload took longer than {timeout_s:g} s to arrive; send it again.",
+            headers={"Connection": "close"},  # the rest of the body is never read
+        ) from None
+
+
+async def _read(request: Request, max_bytes: int) -> Upload:
     media, params = parse_options_header(request.headers.get("content-type", ""))
     if media != b"multipart/form-data" or not params.get(b"boundary"):
         raise UnsupportedMediaType(

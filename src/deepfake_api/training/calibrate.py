@@ -97,10 +97,7 @@ def build_card(
         "framework": "keras (TensorFlow) to train; served as its LiteRT export (the card's runtime)",
         "output": "one logit per image; P(fake) = sigmoid(logit / temperature + bias)",
         "input": {
-            "local_size": preprocess.LOCAL_SIZE,
-            "global_size": preprocess.GLOBAL_SIZE,
-            "norm_short_side": [preprocess.NORM_MIN, preprocess.NORM_MAX],
-            "jpeg_draft_min_short_side": preprocess.DRAFT_MIN,
+            **preprocess.card_inputs(),
             "channel_order": "RGB",
             "dtype": "float32 holding 0-255 values; scaling to [-1, 1] is inside the network",
         },
