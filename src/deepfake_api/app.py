@@ -22,14 +22,13 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from pythonjsonlogger.json import JsonFormatter
 
-from deepfake_api import __version__, metrics
+from deepfake_api import __version__, faces, metrics
 from deepfake_api.api import health, page, predict, problems
 from deepfake_api.api import metrics as metrics_route
 from deepfake_api.api.middleware import RequestContext
 from deepfake_api.config import Settings, get_settings
 from deepfake_api.engine import InferenceEngine
 from deepfake_api.model import DeepfakeModel, read_card
-from deepfake_api.preprocess import preprocess
 
 log = logging.getLogger("deepfake_api")
 
@@ -113,7 +112,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None, model: DeepfakeModel | None = None) -> FastAPI:
     settings = settings or get_settings()
     log_handler = configure_logging(settings)
-    model = model or DeepfakeModel(settings.model_path, threads=settings.inference_threads)
+    model = model or DeepfakeModel(
+        settings.model_path, threads=settings.inference_threads, assets_dir=settings.assets_dir
+    )
     app = FastAPIOffline(
         title="Deepfake image detection API",
         version=__version__,
@@ -131,7 +132,7 @@ def create_app(settings: Settings | None = None, model: DeepfakeModel | None = N
         max_in_flight=settings.max_in_flight,
         decode_threads=settings.decode_threads,
         retry_after_s=settings.retry_after_s,
-        decode=partial(preprocess, max_pixels=settings.max_pixels, min_side=settings.min_side),
+        decode=partial(_analyse, model, settings),
     )
     app.state.rate_limit, app.state.rate_limiter = _rate_limiter(settings.rate_limit)
     problems.install(app)
@@ -149,6 +150,14 @@ def create_app(settings: Settings | None = None, model: DeepfakeModel | None = N
     app.add_middleware(RequestContext)
     app.openapi = partial(_openapi_with_problems, app)  # type: ignore[method-assign]
     return app
+
+
+def _analyse(model: DeepfakeModel, settings: Settings, data: bytes) -> faces.ImageFaces:
+    """The face path for one upload, in a decode worker (the model's face finder is loaded by then)."""
+    assert model.finder is not None
+    return faces.analyse(
+        data, model.finder, max_pixels=settings.max_pixels, min_side=settings.min_side, max_faces=settings.max_faces
+    )
 
 
 def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:

@@ -30,15 +30,21 @@ def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
     return max(1, cpus)
 
 
-_REPO_MODEL = Path(__file__).resolve().parents[2] / "models" / "model.tflite"
+_REPO_MODEL = Path(__file__).resolve().parents[2] / "models" / "model_card.json"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEEPFAKE_", env_ignore_empty=True, extra="ignore")
 
     model_path: Path = _REPO_MODEL
-    """The served network, model_card.json beside it: model.tflite (LiteRT, no TensorFlow import)
-    or model.keras (through TensorFlow, needs the `train` extra; the reference the export is checked against)."""
+    """The model card (or any file beside it): it lists the detectors, their files beside it, the fusion
+    and the decision rule; every file is checked against its sha256 at load."""
+    assets_dir: Path | None = None
+    """Where the third-party weights (face detector, image encoder) were extracted by
+    `python -m deepfake_api.assets` (default: models/vendor/ of the checkout)."""
+    max_faces: int = Field(4, ge=1, le=64)
+    """Faces judged per image (the most confident first); the others are listed as `not_judged`.
+    Each judged face costs one encoder pass (~0.5 s on 2 cores), so this bounds a request's cost."""
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
@@ -52,8 +58,7 @@ class Settings(BaseSettings):
     """Smallest accepted image side in pixels (422 below)."""
 
     max_batch_size: int = Field(8, ge=1, le=256)
-    """Largest model call. LiteRT's per-image cost is flat from 1 to 32 images, so bigger batches
-    buy nothing and only coarsen the decode/model pipeline (8 beat 16 and 4 in bench/REPORT.md)."""
+    """Most faces in one model call (whole images only; an image with more faces goes alone)."""
     max_batch_wait_ms: float = Field(2.0, ge=0.0, le=100.0)
     """How long a batch waits for requests already being decoded; never waits when idle."""
     max_in_flight: int = Field(64, ge=1)
@@ -64,7 +69,7 @@ class Settings(BaseSettings):
     on 2 cores one decode thread answered c=1 ~0.6 ms faster than two (bench/REPORT.md)."""
     inference_threads: int = Field(0, ge=0)
     """Threads inside one model call per worker (0: the worker's share of the cores)."""
-    request_timeout_s: float = Field(10.0, gt=0)
+    request_timeout_s: float = Field(30.0, gt=0)
     """Per-request deadline for /predict once the upload is in (503 beyond)."""
     upload_timeout_s: float = Field(30.0, gt=0)
     """Longest a /predict body may take to arrive (408 and the connection closed beyond): a client

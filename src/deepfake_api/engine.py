@@ -1,10 +1,12 @@
-"""Inference engine: admission control, decoding in a thread pool, and micro-batching.
+"""Inference engine: admission control, the face path in a thread pool, and micro-batching.
 
-Each admitted request gets a Future on its event loop. A decode worker turns the bytes into
-model inputs and hands them straight to the model thread, which takes what is ready, waits up
-to `max_wait_ms` for more only while other admitted requests are still being decoded (so an
-idle service adds no latency), makes one model call and resolves each caller's future with
-its own verdict. The event loop never waits on a thread and never runs model or decode code.
+Each admitted request gets a Future on its event loop. A decode worker decodes the bytes, finds
+and aligns the faces (faces.analyse) and hands the crops straight to the model thread, which
+takes what is ready (up to `max_batch_size` faces), waits up to `max_wait_ms` for more only
+while other admitted requests are still being decoded (so an idle service adds no latency),
+makes one model call and resolves each caller's future with its own verdict: the most-fake of
+its faces. An image with no face to judge is answered by its decode worker, without the model.
+The event loop never waits on a thread and never runs model or decode code.
 A failing image fails only its own request (decoding errors are answered before batching); a
 failing model call reaches every waiter of that batch.
 """
@@ -17,15 +19,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 import numpy as np
 
 from deepfake_api import metrics
 from deepfake_api.errors import ModelNotReady, Overloaded
-from deepfake_api.model import Decision, Label
-from deepfake_api.preprocess import DecodedImage, ModelInputs, accepted_format, preprocess
+from deepfake_api.faces import FaceCandidate, ImageFaces
+from deepfake_api.model import Decision, FaceScores, Label
+from deepfake_api.preprocess import accepted_format
+
+ImageLabel = Label | Literal["no_face"]
 
 
 class Predictor(Protocol):
@@ -33,22 +38,40 @@ class Predictor(Protocol):
 
     decision: Decision | None
 
-    def predict_logits(self, local: np.ndarray, global_: np.ndarray) -> np.ndarray: ...
+    def predict_faces(self, crops: np.ndarray) -> FaceScores: ...
+
+
+@dataclass(frozen=True)
+class FaceVerdict:
+    candidate: FaceCandidate
+    score: float | None = None  # fused, calibrated; None when the face was not judged
+    label: Label | None = None
+    detectors: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Verdict:
-    label: Label
-    score: float
-    image: DecodedImage
+    """The image's verdict is its most-fake judged face; `no_face` when no face could be judged."""
+
+    label: ImageLabel
+    score: float | None
+    image: ImageFaces
+    faces: list[FaceVerdict]
+
+
+def no_face_verdict(image: ImageFaces) -> Verdict:
+    return Verdict("no_face", None, image, [FaceVerdict(c) for c in image.faces])
 
 
 @dataclass
 class _Pending:
-    inputs: ModelInputs
-    image: DecodedImage
+    image: ImageFaces
     future: asyncio.Future[Verdict]
     loop: asyncio.AbstractEventLoop
+
+    @property
+    def n_faces(self) -> int:
+        return len(self.image.judged)
 
 
 def _resolve(future: asyncio.Future[Verdict], verdict: Verdict | None, error: BaseException | None) -> None:
@@ -84,7 +107,7 @@ class InferenceEngine:
         max_in_flight: int = 64,
         decode_threads: int = 2,
         retry_after_s: int = 1,
-        decode: Callable[[bytes], tuple[DecodedImage, ModelInputs]] = preprocess,
+        decode: Callable[[bytes], ImageFaces],
     ) -> None:
         self.model = model
         self.max_batch_size = max_batch_size
@@ -171,8 +194,11 @@ class InferenceEngine:
         """
         pending = None
         try:
-            image, inputs = self._decode(data)
-            pending = _Pending(inputs, image, future, loop)
+            image = self._decode(data)
+            if image.judged:
+                pending = _Pending(image, future, loop)
+            else:
+                _deliver(loop, future, no_face_verdict(image))
         except Exception as exc:
             _deliver(loop, future, None, exc)
         inline = False
@@ -211,7 +237,7 @@ class InferenceEngine:
                 self._changed.wait()
             deadline = time.monotonic() + self.max_wait
             closed_by = "full"
-            while len(self._ready) < self.max_batch_size:
+            while sum(p.n_faces for p in self._ready) < self.max_batch_size:
                 if self._decoding == 0:
                     closed_by = "idle"
                     break
@@ -219,8 +245,12 @@ class InferenceEngine:
                 if remaining <= 0 or not self._changed.wait(remaining):
                     closed_by = "wait"
                     break
-            n = min(len(self._ready), self.max_batch_size)
-            batch = [self._ready.popleft() for _ in range(n)]
+            # Whole images, up to max_batch_size faces (an image with more faces than that goes alone).
+            batch = [self._ready.popleft()]
+            faces = batch[0].n_faces
+            while self._ready and faces + self._ready[0].n_faces <= self.max_batch_size:
+                faces += self._ready[0].n_faces
+                batch.append(self._ready.popleft())
             self._model_busy = True
             metrics.QUEUE_DEPTH.set(len(self._ready))
         return batch, closed_by
@@ -253,12 +283,27 @@ class InferenceEngine:
         metrics.BATCHES.labels(closed_by).inc()
         decision = self.model.decision
         assert decision is not None
-        local = np.stack([p.inputs.local for p in batch])
-        global_ = np.stack([p.inputs.global_ for p in batch])
+        crops = np.stack([c.crop for p in batch for c in p.image.judged])  # type: ignore[misc]
         started = time.perf_counter()
-        scores = decision.score(self.model.predict_logits(local, global_)).tolist()
-        if len(scores) != len(batch):
-            raise RuntimeError(f"the model answered {len(scores)} scores for {len(batch)} images")
+        scores = self.model.predict_faces(crops)
+        if len(scores.fused) != len(crops):
+            raise RuntimeError(f"the model answered {len(scores.fused)} scores for {len(crops)} faces")
         metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
-        metrics.BATCH_SIZE.observe(len(batch))
-        return [Verdict(label=decision.label(s), score=s, image=p.image) for s, p in zip(scores, batch, strict=True)]
+        metrics.BATCH_SIZE.observe(len(crops))
+        fused = scores.fused.tolist()
+        by_detector = {name: s.tolist() for name, s in scores.by_detector.items()}
+        verdicts, i = [], 0
+        for p in batch:
+            faces = []
+            for c in p.image.faces:
+                if c.status != "judged":
+                    faces.append(FaceVerdict(c))
+                    continue
+                s = round(float(fused[i]), 6)
+                detectors = {name: round(float(v[i]), 6) for name, v in by_detector.items()}
+                faces.append(FaceVerdict(c, s, decision.label(s), detectors))
+                i += 1
+            top = max((f.score for f in faces if f.score is not None), default=None)
+            assert top is not None  # only images with judged faces reach a batch
+            verdicts.append(Verdict(decision.label(top), top, p.image, faces))
+        return verdicts

@@ -89,8 +89,11 @@ def accepted_format(data: bytes) -> str:
     return fmt
 
 
-def decode_image(data: bytes, *, max_pixels: int = 40_000_000, min_side: int = 32) -> DecodedImage:
-    """Decode an upload to 8-bit RGB, refusing what is not a safe, supported image."""
+def decode_image(
+    data: bytes, *, max_pixels: int = 40_000_000, min_side: int = 32, draft_min: int | None = DRAFT_MIN
+) -> DecodedImage:
+    """Decode an upload to 8-bit RGB, refusing what is not a safe, supported image.
+    `draft_min=None` decodes JPEGs at full resolution (the face path: small faces keep their pixels)."""
     fmt = accepted_format(data)
     notes: list[str] = []
     try:
@@ -106,9 +109,9 @@ def decode_image(data: bytes, *, max_pixels: int = 40_000_000, min_side: int = 3
             if getattr(im, "is_animated", False):
                 notes.append("animated image: only the first frame was judged")
                 im.seek(0)
-            if fmt == "JPEG":
-                # DCT-domain downscale for big photos: far faster, never below DRAFT_MIN.
-                im.draft("RGB", _draft_size(width, height))
+            if fmt == "JPEG" and draft_min is not None:
+                # DCT-domain downscale for big photos: far faster, never below draft_min.
+                im.draft("RGB", _draft_size(width, height, draft_min))
             im = ImageOps.exif_transpose(im)
             rgb = _to_rgb(im)
     except (ImageTooLarge, InvalidImage):
@@ -126,15 +129,15 @@ def decode_image(data: bytes, *, max_pixels: int = 40_000_000, min_side: int = 3
     return DecodedImage(rgb=rgb, width=width, height=height, format=fmt, warnings=notes)
 
 
-def _draft_size(width: int, height: int) -> tuple[int, int]:
+def _draft_size(width: int, height: int, draft_min: int = DRAFT_MIN) -> tuple[int, int]:
     """The size to ask JPEG's DCT-domain scaling (1/2, 1/4, 1/8) for: Pillow picks the smallest
     scale whose result is at least this. Asking for a short side of DRAFT_MIN, not NORM_MAX,
     lets a 600 px photo decode straight to 300 px (in range, no resize) instead of a full
     decode and a bilinear resize to 320 that cost ~4x as much; normalize_size does the rest."""
     short = min(width, height)
-    if short <= DRAFT_MIN:
+    if short <= draft_min:
         return (width, height)
-    scale = DRAFT_MIN / short
+    scale = draft_min / short
     return (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
 
 

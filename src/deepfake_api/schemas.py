@@ -1,6 +1,7 @@
-"""Response schemas (versioned). New fields are only ever added, never renamed or removed:
-per-face results will arrive as an optional `faces` list and a batch endpoint will return
-`{"results": [Prediction, ...]}`, so clients written against schema 1 keep working."""
+"""Response schemas (versioned). Schema "2" (face-aware analysis) changed two things on purpose:
+`label` gained `no_face` and `score` is null when no face could be judged (schema 1 scored a
+centre crop whatever it held); everything else of schema 1 is kept, and `faces` and `detectors`
+were added. Fields are otherwise only ever added, never renamed or removed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 
 class ModelInfo(BaseModel):
@@ -21,6 +22,39 @@ class ImageInfo(BaseModel):
     width: int = Field(description="Width in pixels as uploaded", examples=[600])
     height: int = Field(description="Height in pixels as uploaded", examples=[600])
     format: str = Field(description="Detected from the file's bytes", examples=["JPEG"])
+    oriented_width: int = Field(description="Width after EXIF orientation: the frame of face boxes", examples=[600])
+    oriented_height: int = Field(description="Height after EXIF orientation", examples=[600])
+
+
+class DetectorInfo(BaseModel):
+    name: str = Field(examples=["clip-vitb16-face-linear"])
+    version: str = Field(examples=["2026.12.02"])
+
+
+class DetectorScore(DetectorInfo):
+    score: float = Field(ge=0, le=1, description="This detector's own calibrated P(fake) for the face")
+
+
+class Box(BaseModel):
+    x: float = Field(description="Left edge, pixels of the oriented image", examples=[212.5])
+    y: float = Field(description="Top edge", examples=[80.0])
+    width: float = Field(examples=[160.0])
+    height: float = Field(examples=[198.0])
+
+
+class FaceResult(BaseModel):
+    """One detected face. `status`: `judged` (scored), `too_small` (below the model's minimum face
+    size) or `not_judged` (beyond the per-image cap `max_faces`)."""
+
+    status: Literal["judged", "too_small", "not_judged"]
+    box: Box
+    landmarks: list[tuple[float, float]] = Field(
+        description="Right eye, left eye, nose tip, right and left mouth corner (oriented image pixels)"
+    )
+    detection_score: float = Field(ge=0, le=1, examples=[0.93])
+    label: Literal["real", "fake", "uncertain"] | None = Field(None, description="null unless judged")
+    score: float | None = Field(None, ge=0, le=1, description="Fused calibrated P(fake); null unless judged")
+    detectors: list[DetectorScore] = Field(default_factory=list, description="Each detector's score (judged faces)")
 
 
 class Prediction(BaseModel):
@@ -29,17 +63,27 @@ class Prediction(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     schema_version: Literal["1"] = SCHEMA_VERSION
-    label: Literal["real", "fake", "uncertain"] = Field(
-        description="`uncertain` when the score lies inside the model card's uncertain band",
+    label: Literal["real", "fake", "uncertain", "no_face"] = Field(
+        description=(
+            "The verdict of the most-fake judged face: `uncertain` when its score lies inside the model "
+            "card's uncertain band; `no_face` when no face could be judged (none found, or all too small)"
+        ),
         examples=["fake"],
     )
-    score: float = Field(ge=0, le=1, description="Calibrated probability that the image is fake", examples=[0.93])
+    score: float | None = Field(
+        ge=0,
+        le=1,
+        description="Calibrated P(fake) of the most-fake judged face; null for `no_face`",
+        examples=[0.93],
+    )
     threshold: float = Field(ge=0, le=1, description="Decision threshold on `score`", examples=[0.5])
     uncertain_band: tuple[float, float] = Field(
         description="Scores inside [low, high] are labelled `uncertain`", examples=[[0.3, 0.7]]
     )
     model: ModelInfo
+    detectors: list[DetectorInfo] = Field(default_factory=list, description="The detectors the score fuses")
     image: ImageInfo
+    faces: list[FaceResult] = Field(default_factory=list, description="Every detected face, most confident first")
     processing_time_ms: float = Field(ge=0, examples=[7.4])
     request_id: str = Field(examples=["6f1c2e0d9a4b4f0f8a3e2b1c0d9e8f7a"])
     warnings: list[str] = Field(default_factory=list, examples=[[]])

@@ -11,9 +11,20 @@ from fastapi import APIRouter, Request, Response
 from deepfake_api.api.deps import authorize
 from deepfake_api.api.problems import request_id_of
 from deepfake_api.api.upload import read_upload
+from deepfake_api.engine import FaceVerdict
 from deepfake_api.errors import DeadlineExceeded
+from deepfake_api.faces import ImageFaces
 from deepfake_api.preprocess import MEDIA_TYPES
-from deepfake_api.schemas import ImageInfo, ModelInfo, Prediction, Problem
+from deepfake_api.schemas import (
+    Box,
+    DetectorInfo,
+    DetectorScore,
+    FaceResult,
+    ImageInfo,
+    ModelInfo,
+    Prediction,
+    Problem,
+)
 
 router = APIRouter(tags=["predict"])
 
@@ -45,11 +56,14 @@ _UPLOAD_BODY: dict[str, Any] = {
 @router.post(
     "/predict",
     response_model=Prediction,
-    summary="Judge one image: real, fake or uncertain",
+    summary="Judge every face in one image: real, fake, uncertain or no_face",
     description=(
         "Upload one image as multipart/form-data in the field `file`. The type is detected from the "
-        "bytes (JPEG, PNG, WebP, BMP, GIF first frame, TIFF). `score` is the calibrated probability "
-        "that the image is fake; `label` is `uncertain` inside the model card's band."
+        "bytes (JPEG, PNG, WebP, BMP, GIF first frame, TIFF). Every face is found and listed in `faces` "
+        "(box and landmarks in the pixels of the image after EXIF orientation); up to `max_faces` of them "
+        "are judged. `score` is the calibrated probability that the most-fake judged face is fake, and "
+        "`label` its verdict (`uncertain` inside the model card's band); `no_face` (score null) when no "
+        "face could be judged."
     ),
     openapi_extra=_UPLOAD_BODY,
     responses={
@@ -81,16 +95,19 @@ async def predict(request: Request) -> Response:
         "image_bytes": len(upload.data),
         "image_format": verdict.image.format,
         "label": verdict.label,
+        "faces": len(verdict.faces),
     }
     decision = model.decision
     assert decision is not None
     prediction = Prediction(
         label=verdict.label,
-        score=round(verdict.score, 6),
+        score=verdict.score,
         threshold=decision.threshold,
         uncertain_band=(decision.band_low, decision.band_high),
         model=ModelInfo(name=model.name, version=model.version, sha256=model.sha256),
-        image=ImageInfo(width=verdict.image.width, height=verdict.image.height, format=verdict.image.format),
+        detectors=[DetectorInfo(**d) for d in model.detector_info()],
+        image=image_info(verdict.image),
+        faces=[face_result(f, model.detector_info()) for f in verdict.faces],
         processing_time_ms=round((time.perf_counter() - started) * 1000, 2),
         request_id=request_id_of(request),
         warnings=verdict.image.warnings,
@@ -98,3 +115,27 @@ async def predict(request: Request) -> Response:
     # Already validated on construction: serialize once, skipping FastAPI's second validation
     # against response_model (which still documents the schema).
     return Response(prediction.model_dump_json(), media_type="application/json")
+
+
+def image_info(image: ImageFaces) -> ImageInfo:
+    return ImageInfo(
+        width=image.width,
+        height=image.height,
+        format=image.format,
+        oriented_width=image.oriented_width,
+        oriented_height=image.oriented_height,
+    )
+
+
+def face_result(f: FaceVerdict, detectors: list[dict[str, str]]) -> FaceResult:
+    face = f.candidate.face
+    x, y, w, h = face.box
+    return FaceResult(
+        status=f.candidate.status,  # type: ignore[arg-type]
+        box=Box(x=x, y=y, width=w, height=h),
+        landmarks=list(face.landmarks),
+        detection_score=min(1.0, face.score),
+        label=f.label,
+        score=f.score,
+        detectors=[DetectorScore(**d, score=f.detectors[d["name"]]) for d in detectors if d["name"] in f.detectors],
+    )

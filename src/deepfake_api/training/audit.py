@@ -27,6 +27,10 @@ from deepfake_api.preprocess import decode_image
 from deepfake_api.training.data import DEFAULT_DATA_DIR, Item, read_items
 
 DUP_BITS = {"roboflow-ciplab": 4}
+# ffpp-faces publishes no video ids and one manifest group for everything: its groups come from
+# dHash alone (consecutive frames of one clip). `<method>_roi_<n>` does not name a clip: measured,
+# dHash distances between youtube_roi_n and deepfakes_roi_n are those of random pairs (median 19 bits).
+FFPP = {"ffpp-faces"}
 DEFAULT_DUP_BITS = 2
 BLANK_STD = 3.0  # grey-level standard deviation (0-255) under which an image is blank
 
@@ -119,7 +123,7 @@ def audit(items: list[Item], *, workers: int = 2) -> list[dict[str, str]]:
         elif len(labels_by_sha[it.sha256]) > 1:
             reason = "same-bytes-both-labels"
         root = dup_root.get(i, i)
-        group = f"{it.dataset}:{it.group}" if it.group else f"dup:{items[root].file}"
+        group = f"{it.dataset}:{it.group}" if it.group and it.dataset not in FFPP else f"dup:{items[root].file}"
         rows.append(
             {
                 "file": it.file,

@@ -1,0 +1,237 @@
+"""Linear heads on cached encoder features, and the yardstick: leave-one-source-out and the test split.
+
+Reads the shards of training/features.py joined with the split file. A head is a logistic
+regression on standardised features (per-sample layer-normalised first, as CLIP's own
+post-layer norm would), fitted on the training split; C is chosen on validation. Real faces
+may bring one self-blended pseudo-fake each (`--sbi`), only ever on the training side.
+
+    python -m deepfake_api.training.heads --cache ~/.cache/deepfake-api/features --out runs/heads
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from deepfake_api.detectors.clip_head import design
+
+FAKE_ONLY = ("sd-portraits", "stylegan3")
+SOURCES = (
+    "celebahq-pairs",
+    "dfdc-faces",
+    "ffpp-faces",
+    "lfw-faceswap",
+    "roboflow-ciplab",
+    "sd-portraits",
+    "stylegan3",
+)
+C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+@dataclass
+class Cache:
+    files: np.ndarray
+    dataset: np.ndarray
+    y: np.ndarray
+    split: np.ndarray
+    feats: dict[str, np.ndarray]
+    sbi_parent: np.ndarray  # index into files of each SBI row's real face
+    sbi_feats: dict[str, np.ndarray]
+    crops: list[Path]
+
+
+def load_cache(cache: Path, split_csv: Path, keys: tuple[str, ...] | None = None) -> Cache:
+    """Every cached row with a face and a split side (excluded images are dropped)."""
+    with split_csv.open(newline="") as fh:
+        side = {r["file"]: r for r in csv.DictReader(fh)}
+    files, feats, sbi_parent, sbi_feats = [], {}, [], {}
+    parts: dict[str, list[np.ndarray]] = {}
+    sbi_parts: dict[str, list[np.ndarray]] = {}
+    shards = sorted(cache.glob("shard-*.npz"))
+    for shard in shards:
+        d = np.load(shard)
+        found = d["n_faces"] > 0
+        names = d["files"][found]
+        fkeys = [k[2:] for k in d.files if k.startswith("f_")]
+        use = [k for k in fkeys if keys is None or k in keys]
+        # rows with a face, in shard order; SBI rows point at their parent's position in the shard
+        pos = np.cumsum(found) - 1
+        base = len(files)
+        files.extend(str(n) for n in names)
+        for k in use:
+            parts.setdefault(k, []).append(d[f"f_{k}"].astype(np.float32))
+        if len(d["sbi_of"]):
+            sbi_parent.extend(base + pos[d["sbi_of"]])
+            for k in use:
+                sbi_parts.setdefault(k, []).append(d[f"sbi_{k}"].astype(np.float32))
+    feats = {k: np.concatenate(v) for k, v in parts.items()}
+    sbi_feats = {k: np.concatenate(v) for k, v in sbi_parts.items()}
+    rows = [side.get(f) for f in files]
+    keep = np.array([r is not None and r["split"] in ("train", "val", "test") for r in rows], bool)
+    idx_map = -np.ones(len(files), int)
+    idx_map[keep] = np.arange(int(keep.sum()))
+    sbi_parent_arr = idx_map[np.array(sbi_parent, int)] if sbi_parent else np.zeros(0, int)
+    sbi_keep = sbi_parent_arr >= 0
+    kept = [r for r in rows if r is not None and r["split"] in ("train", "val", "test")]
+    return Cache(
+        files=np.array([r["file"] for r in kept]),
+        dataset=np.array([r["dataset"] for r in kept]),
+        y=np.array([1 if r["label"] == "fake" else 0 for r in kept]),
+        split=np.array([r["split"] for r in kept]),
+        feats={k: v[keep] for k, v in feats.items()},
+        sbi_parent=sbi_parent_arr[sbi_keep],
+        sbi_feats={k: v[sbi_keep] for k, v in sbi_feats.items()},
+        crops=shards,
+    )
+
+
+@dataclass
+class Head:
+    keys: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    c: float
+
+    def logits(self, feats: dict[str, np.ndarray]) -> np.ndarray:
+        x = (design(feats, self.keys) - self.mean) / self.scale
+        return x @ self.coef + self.intercept
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "keys": list(self.keys),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "coef": self.coef.tolist(),
+            "intercept": self.intercept,
+            "C": self.c,
+        }
+
+
+def _balanced_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each (source, label) cell weighs the same in total: no source or class dominates the fit."""
+    w = np.ones(len(y))
+    cells = {(g, v) for g, v in zip(groups, y, strict=True)}
+    for g, v in cells:
+        m = (groups == g) & (y == v)
+        w[m] = 1.0 / m.sum()
+    return w * len(y) / w.sum()
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, groups: np.ndarray, keys: tuple[str, ...], c: float) -> Head:
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    lr = LogisticRegression(C=c, max_iter=2000)
+    lr.fit((x - mean) / scale, y, sample_weight=_balanced_weights(y, groups))
+    return Head(keys, mean, scale, lr.coef_[0].astype(np.float64), float(lr.intercept_[0]), c)
+
+
+def training_rows(
+    cache: Cache, mask: np.ndarray, keys: tuple[str, ...], sbi: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, labels and cell ids of the rows in `mask`, plus the SBI pseudo-fakes of their real faces."""
+    x = design(cache.feats, keys)[mask]
+    y = cache.y[mask]
+    g = cache.dataset[mask]
+    if sbi and len(cache.sbi_parent):
+        take = mask[cache.sbi_parent]
+        xs = design(cache.sbi_feats, keys)[take]
+        x = np.concatenate([x, xs])
+        y = np.concatenate([y, np.ones(len(xs), int)])
+        g = np.concatenate([g, np.full(len(xs), "sbi")])
+    return x, y, g
+
+
+def auc_with_reals(cache: Cache, scores: np.ndarray, source: str, mask: np.ndarray, reals: np.ndarray) -> float | None:
+    """AUC of `source`'s rows in `mask`; fake-only sources are ranked against `reals` (other sources' real faces)."""
+    m = mask & (cache.dataset == source)
+    if source in FAKE_ONLY:
+        m = m | (reals & (cache.y == 0))
+    y = cache.y[m]
+    if len(set(y.tolist())) < 2:
+        return None
+    return float(roc_auc_score(y, scores[m]))
+
+
+def choose_c(cache: Cache, train: np.ndarray, val: np.ndarray, keys: tuple[str, ...], sbi: bool) -> Head:
+    """The head whose mean per-source validation AUC is best over C_GRID."""
+    x, y, g = training_rows(cache, train, keys, sbi)
+    best: tuple[float, Head] | None = None
+    for c in C_GRID:
+        head = fit_head(x, y, g, keys, c)
+        s = head.logits(cache.feats)
+        aucs = [auc_with_reals(cache, s, src, val, val) for src in SOURCES]
+        score = float(np.mean([a for a in aucs if a is not None]))
+        if best is None or score > best[0]:
+            best = (score, head)
+    assert best is not None
+    return best[1]
+
+
+def loso(cache: Cache, keys: tuple[str, ...], sbi: bool) -> dict[str, dict[str, object]]:
+    """Train on the other six sources (train split; C on their validation), score every row of the held-out one."""
+    out: dict[str, dict[str, object]] = {}
+    for src in SOURCES:
+        others = cache.dataset != src
+        head = choose_c(cache, others & (cache.split == "train"), others & (cache.split == "val"), keys, sbi)
+        s = head.logits(cache.feats)
+        held = cache.dataset == src
+        # fake-only sources: against the real faces of the other sources' test split (never trained on)
+        auc = auc_with_reals(cache, s, src, held, others & (cache.split == "test"))
+        out[src] = {"auc": auc, "n": int(held.sum()), "C": head.c}
+    return out
+
+
+def test_split(cache: Cache, keys: tuple[str, ...], sbi: bool) -> tuple[Head, dict[str, float | None]]:
+    head = choose_c(cache, cache.split == "train", cache.split == "val", keys, sbi)
+    s = head.logits(cache.feats)
+    test = cache.split == "test"
+    return head, {src: auc_with_reals(cache, s, src, test, test) for src in SOURCES}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cache", type=Path, required=True)
+    p.add_argument("--split", type=Path, default=Path("reports/data/split.csv"))
+    p.add_argument(
+        "--keys", nargs="+", action="append", help="feature set(s), e.g. --keys l11_cls --keys l7_cls l7_mean"
+    )
+    p.add_argument("--sbi", choices=("no", "yes", "both"), default="both")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    cache = load_cache(args.cache, args.split)
+    sets = [tuple(k) for k in (args.keys or [["l11_cls"]])]
+    counts = {src: int((cache.dataset == src).sum()) for src in SOURCES}
+    sys.stderr.write(f"{len(cache.y)} faces, {len(cache.sbi_parent)} SBI: {counts}\n")
+    results = []
+    for keys in sets:
+        for sbi in {"no": [False], "yes": [True], "both": [False, True]}[args.sbi]:
+            lo = loso(cache, keys, sbi)
+            _, te = test_split(cache, keys, sbi)
+            aucs = [v["auc"] for v in lo.values() if v["auc"] is not None]
+            row = {
+                "keys": list(keys),
+                "sbi": sbi,
+                "loso": {k: v["auc"] for k, v in lo.items()},
+                "loso_mean": float(np.mean(aucs)),
+                "loso_min": float(np.min(aucs)),
+                "test": te,
+            }
+            results.append(row)
+            sys.stderr.write(json.dumps(row) + "\n")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "heads.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
