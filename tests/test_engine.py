@@ -17,15 +17,17 @@ import pytest
 from PIL import Image
 from prometheus_client import REGISTRY
 
+from deepfake_api.detectors.fusion import sigmoid
 from deepfake_api.engine import InferenceEngine
 from deepfake_api.errors import InvalidImage, ModelNotReady, Overloaded, UnsupportedMediaType
-from deepfake_api.model import Decision
-from deepfake_api.preprocess import preprocess
+from deepfake_api.faces import CROP_SIZE, Face, FaceCandidate, ImageFaces
+from deepfake_api.model import Decision, FaceScores
+from deepfake_api.preprocess import decode_image
 from tests.utils.images import encode
 
 pytestmark = pytest.mark.anyio
 NEVER_MS = 60_000.0  # a time cap no test reaches: batches close by size or idleness only
-DECISION = Decision(temperature=32.0, threshold=0.5, band_low=0.4, band_high=0.6)
+DECISION = Decision(threshold=0.5, band_low=0.4, band_high=0.6)
 
 
 @pytest.fixture
@@ -34,7 +36,7 @@ def anyio_backend() -> str:
 
 
 class FakeModel:
-    """logit = mean pixel of the local view - 128, so every caller can check it got its own."""
+    """P(fake) of a face = sigmoid((mean pixel of its crop - 128) / 32), so every caller can check it got its own."""
 
     def __init__(self, *, error: Exception | None = None) -> None:
         self.decision: Decision | None = DECISION
@@ -46,25 +48,43 @@ class FakeModel:
         self._active = 0
         self._lock = threading.Lock()
 
-    def predict_logits(self, local: np.ndarray, global_: np.ndarray) -> np.ndarray:
-        assert local.shape[0] == global_.shape[0]
+    def predict_faces(self, crops: np.ndarray) -> FaceScores:
         with self._lock:
             self._active += 1
             self.concurrent += self._active > 1
         try:
             self.gate.wait(timeout=120)  # a bound so a failing test cannot hang the run
-            self.batches.append(len(local))
+            self.batches.append(len(crops))
             if self.error is not None:
                 raise self.error
-            return local.reshape(len(local), -1).mean(axis=1) - 128.0
+            fused = _face_score(crops.reshape(len(crops), -1).mean(axis=1))
+            return FaceScores(fused=fused, by_detector={"fake-detector": fused})
         finally:
             with self._lock:
                 self._active -= 1
 
 
+def _face_score(mean: np.ndarray) -> np.ndarray:
+    return sigmoid((np.asarray(mean, np.float64) - 128.0) / 32.0)
+
+
+def decode_faces(data: bytes) -> ImageFaces:
+    """A stand-in for the face path: 1-3 flat "faces" (by the image's width), each a shade brighter."""
+    rgb = decode_image(data, min_side=1).rgb
+    level = int(round(float(rgb.mean())))
+    n = 1 + (rgb.shape[1] - 64) % 3
+    face = Face(box=(0.0, 0.0, 40.0, 40.0), landmarks=((1.0, 1.0),) * 5, score=0.9)
+    crops = [np.full((CROP_SIZE, CROP_SIZE, 3), level + k, np.uint8) for k in range(n)]
+    return ImageFaces(64, 64, 64, 64, "JPEG", [], [FaceCandidate(face, "judged", c) for c in crops])
+
+
 def _image(i: int) -> bytes:
-    """A flat JPEG whose brightness (and so the fake logit) differs for each i."""
+    """A flat JPEG whose brightness (and so the fake score) differs for each i, with 1-3 faces."""
     return encode(Image.fromarray(np.full((64, 64 + i % 5, 3), 10 + 5 * i, np.uint8)), "JPEG")
+
+
+def _n_faces(data: bytes) -> int:
+    return len(decode_faces(data).faces)
 
 
 def _images(n: int) -> list[bytes]:
@@ -72,17 +92,18 @@ def _images(n: int) -> list[bytes]:
 
 
 def _expected_score(data: bytes) -> float:
-    _, inputs = preprocess(data)
-    return float(DECISION.score(np.array([inputs.local.mean() - 128.0]))[0])
+    """The most-fake face's score: the brightest crop."""
+    crops = [c.crop for c in decode_faces(data).faces]
+    return round(float(_face_score(np.array([max(c.mean() for c in crops if c is not None)]))[0]), 6)
 
 
 def _decode_together(n: int) -> Any:
-    """`preprocess`, but the first n calls return only once all n have decoded (then as usual)."""
+    """`decode_faces`, but the first n calls return only once all n have decoded (then as usual)."""
     barrier = threading.Barrier(n, timeout=60)
     calls = itertools.count()  # next() on it is atomic under the GIL
 
     def decode(data: bytes) -> Any:
-        out = preprocess(data)
+        out = decode_faces(data)
         if next(calls) < n:
             barrier.wait()
         return out
@@ -95,7 +116,12 @@ def _closed_by(reason: str) -> float:
 
 
 async def _started(model: FakeModel, **options: Any) -> InferenceEngine:
-    settings: dict[str, Any] = {"max_batch_size": 8, "max_wait_ms": NEVER_MS, "decode_threads": 2}
+    settings: dict[str, Any] = {
+        "max_batch_size": 8,
+        "max_wait_ms": NEVER_MS,
+        "decode_threads": 2,
+        "decode": decode_faces,
+    }
     engine = InferenceEngine(model, **{**settings, **options})
     await engine.start()
     return engine
@@ -112,7 +138,7 @@ async def test_each_concurrent_caller_gets_its_own_result(model: FakeModel) -> N
     verdicts = await asyncio.gather(*(engine.predict(data) for data in images))
     await engine.stop()
     assert [v.score for v in verdicts] == [_expected_score(data) for data in images]
-    assert sum(model.batches) == 40
+    assert sum(model.batches) == sum(_n_faces(d) for d in images)
     assert max(model.batches) > 1, "concurrent requests should share model calls"
     assert model.concurrent == 0, "two model calls overlapped"
 
@@ -130,27 +156,51 @@ async def test_staggered_callers_mixing_idle_and_batched_calls_each_get_their_ow
     scores = await asyncio.gather(*(later(i, d) for i, d in enumerate(images)))
     await engine.stop()
     assert scores == [_expected_score(d) for d in images]
-    assert sum(model.batches) == 48
+    assert sum(model.batches) == sum(_n_faces(d) for d in images)
     assert model.concurrent == 0, "two model calls overlapped"
 
 
-async def test_batch_size_cap_holds(model: FakeModel) -> None:
+async def test_batch_size_cap_holds_in_faces_and_keeps_images_whole(model: FakeModel) -> None:
     engine = await _started(model, max_batch_size=4)
-    await asyncio.gather(*(engine.predict(data) for data in _images(18)))
+    images = _images(18)
+    await asyncio.gather(*(engine.predict(data) for data in images))
     await engine.stop()
-    assert sum(model.batches) == 18
-    assert max(model.batches) == 4
+    assert sum(model.batches) == sum(_n_faces(d) for d in images)
+    assert max(model.batches) <= 4
+    assert max(model.batches) > 3, "batches should fill up to the cap"
+
+
+async def test_the_image_verdict_is_its_most_fake_face(model: FakeModel) -> None:
+    engine = await _started(model)
+    data = _image(2)  # three faces
+    verdict = await engine.predict(data)
+    await engine.stop()
+    scores = [f.score for f in verdict.faces]
+    assert len(scores) == 3 and len(set(scores)) == 3
+    assert verdict.score == max(s for s in scores if s is not None) == _expected_score(data)
+    assert verdict.label == DECISION.label(verdict.score)
+
+
+async def test_an_image_without_faces_is_answered_without_the_model(model: FakeModel) -> None:
+    def no_faces(data: bytes) -> ImageFaces:
+        return ImageFaces(64, 64, 64, 64, "JPEG", [], [])
+
+    engine = await _started(model, decode=no_faces)
+    verdict = await engine.predict(_image(1))
+    await engine.stop()
+    assert (verdict.label, verdict.score, verdict.faces) == ("no_face", None, [])
+    assert model.batches == []
 
 
 async def test_idle_request_is_not_held_for_max_wait(model: FakeModel) -> None:
     engine = await _started(model)
     idle_before, wait_before = _closed_by("idle"), _closed_by("wait")
-    verdict = await engine.predict(_image(7))
+    verdict = await engine.predict(_image(5))  # one face
     await engine.stop()
     assert model.batches == [1]
     assert _closed_by("idle") == idle_before + 1, "the batch should close because nothing else was decoding"
     assert _closed_by("wait") == wait_before
-    assert verdict.score == _expected_score(_image(7))
+    assert verdict.score == _expected_score(_image(5))
 
 
 async def test_undecodable_image_fails_alone(model: FakeModel) -> None:
@@ -164,15 +214,15 @@ async def test_undecodable_image_fails_alone(model: FakeModel) -> None:
     assert isinstance(results[4], InvalidImage)
     scores = [r.score for r in [*results[:3], *results[5:]]]  # type: ignore[union-attr]
     assert scores == [_expected_score(d) for d in good]
-    assert sum(model.batches) == 6
+    assert sum(model.batches) == sum(_n_faces(d) for d in good)
 
 
 async def test_model_error_reaches_every_waiter_of_the_batch() -> None:
     failing = FakeModel(error=RuntimeError("the model exploded"))
     # The six finish decoding together, so they form one batch whatever the thread timing.
-    engine = await _started(failing, decode_threads=6, decode=_decode_together(6))
+    engine = await _started(failing, decode_threads=6, decode=_decode_together(6), max_batch_size=64)
     results = await asyncio.gather(*(engine.predict(d) for d in _images(6)), return_exceptions=True)
-    assert failing.batches == [6]
+    assert failing.batches == [sum(_n_faces(d) for d in _images(6))]
     assert all(isinstance(r, RuntimeError) and str(r) == "the model exploded" for r in results)
     failing.error = None  # the batch loop survived: the next request is served
     verdict = await engine.predict(_image(30))
@@ -182,8 +232,9 @@ async def test_model_error_reaches_every_waiter_of_the_batch() -> None:
 
 async def test_a_wrong_sized_model_answer_fails_its_batch_and_the_engine_carries_on() -> None:
     class ShortModel(FakeModel):
-        def predict_logits(self, local: np.ndarray, global_: np.ndarray) -> np.ndarray:
-            return super().predict_logits(local, global_)[:-1]  # one score short (or raises `error`)
+        def predict_faces(self, crops: np.ndarray) -> FaceScores:
+            scores = super().predict_faces(crops)  # (or raises `error`)
+            return FaceScores(scores.fused[:-1], scores.by_detector)  # one score short
 
     model = ShortModel()
     engine = await _started(model)
@@ -208,7 +259,7 @@ async def test_admission_beyond_max_in_flight_is_overloaded(model: FakeModel) ->
     model.gate.set()
     await asyncio.gather(*admitted)
     await engine.stop()
-    assert sum(model.batches) == 2
+    assert sum(model.batches) == sum(_n_faces(d) for d in _images(2))
 
 
 async def test_stop_drains_admitted_requests(model: FakeModel) -> None:

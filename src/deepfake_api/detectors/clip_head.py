@@ -18,9 +18,10 @@ def layer_norm(x: np.ndarray) -> np.ndarray:
     return (x - mu) / sd
 
 
-def design(feats: dict[str, np.ndarray], keys: tuple[str, ...]) -> np.ndarray:
-    """The head's input: the named features, each layer-normalised, side by side."""
-    return np.concatenate([layer_norm(np.asarray(feats[k], np.float32)) for k in keys], axis=1)
+def design(feats: dict[str, np.ndarray], keys: tuple[str, ...], *, normalise: bool = True) -> np.ndarray:
+    """The head's input: the named features side by side, each layer-normalised unless told otherwise."""
+    parts = [np.asarray(feats[k], np.float32) for k in keys]
+    return np.concatenate([layer_norm(p) if normalise else p for p in parts], axis=1)
 
 
 def layers_of(keys: tuple[str, ...]) -> tuple[int, ...]:
@@ -29,15 +30,18 @@ def layers_of(keys: tuple[str, ...]) -> tuple[int, ...]:
 
 
 class LinearHead:
+    """Standardise, then a dot product: what training/heads.py fitted, read from its JSON."""
+
     def __init__(self, spec: dict[str, Any]) -> None:
         self.keys = tuple(spec["keys"])
+        self.normalise = bool(spec.get("layer_norm", True))
         self.mean = np.asarray(spec["mean"], np.float64)
         self.scale = np.asarray(spec["scale"], np.float64)
         self.coef = np.asarray(spec["coef"], np.float64)
         self.intercept = float(spec["intercept"])
 
     def logits(self, feats: dict[str, np.ndarray]) -> np.ndarray:
-        x = (design(feats, self.keys) - self.mean) / self.scale
+        x = (design(feats, self.keys, normalise=self.normalise) - self.mean) / self.scale
         return np.asarray(x @ self.coef + self.intercept, np.float64)
 
 

@@ -1,14 +1,16 @@
-"""Fit the served model on the feature cache and write it with its card: head, calibration, band.
+"""Fit the served model on the feature cache and write it with its card: heads, fusion, band.
 
-Steps, each on cached encoder features of the aligned face crops (training/features.py):
-1. leave-one-source-out: for every source, a head fitted without it (C chosen on the other
-   sources' validation split) scores every face of it; fake-only sources are ranked against the
-   real faces of the other sources' test split;
-2. calibration: Platt scaling fitted on those pooled hold-out logits (each source weighted alike),
-   so the score is honest on sources the model never saw, not only on the ones it trained on;
+Steps, on cached features of the aligned face crops (training/features.py):
+1. leave-one-source-out, per detector: for every source, a head fitted without it (C chosen on
+   the other sources' validation split) scores every face of it; fake-only sources are ranked
+   against the real faces of the other sources' test split;
+2. fusion and calibration: a logistic regression on the detectors' pooled hold-out logits (every
+   source and label weighing the same): its output is the served score, so the score is honest
+   on sources the model never saw, not only on those it trained on; each detector's own score is
+   Platt scaling of its hold-out logits, fitted the same way;
 3. the uncertain band: the widest confident region such that on *every* hold-out the accuracy
    outside the band is >= ACCURACY_OUTSIDE (a confident wrong answer is the worst output);
-4. the served head: fitted on the training split of all seven sources, C on validation;
+4. the served heads: fitted on the training split of all seven sources, C on validation, then
    scored once on the test split.
 
     python -m deepfake_api.training.ensemble --cache ~/.cache/deepfake-api/features --out models
@@ -21,6 +23,7 @@ import datetime as dt
 import hashlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +37,31 @@ from deepfake_api.training.heads import FAKE_ONLY, SOURCES, Cache, choose_c, loa
 
 ACCURACY_OUTSIDE = 0.9
 THRESHOLD = 0.5
-NAME = "deepfake-face-clip"
-DETECTOR = "clip-vitb16-face-linear"
+NAME = "deepfake-face-ensemble"
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    name: str
+    kind: str  # the model.py detector kind
+    keys: tuple[str, ...]
+    what: str
+
+
+DETECTORS = (
+    DetectorSpec(
+        "clip-vitb16-face-linear",
+        "clip_head",
+        ("l11_cls",),
+        "logistic regression on frozen CLIP ViT-B/16 features of the aligned face crop",
+    ),
+    DetectorSpec(
+        "face-spectrum-linear",
+        "spectrum",
+        ("spectrum",),
+        "logistic regression on the azimuthally averaged log power spectrum of the inner face",
+    ),
+)
 
 
 def loso_logits(cache: Cache, keys: tuple[str, ...], sbi: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -45,16 +71,21 @@ def loso_logits(cache: Cache, keys: tuple[str, ...], sbi: bool) -> dict[str, tup
         others = cache.dataset != src
         head = choose_c(cache, others & (cache.split == "train"), others & (cache.split == "val"), keys, sbi)
         z = head.logits(cache.feats)
-        m = cache.dataset == src
-        if src in FAKE_ONLY:
-            m = m | (others & (cache.split == "test") & (cache.y == 0))
-        out[src] = (cache.y[m], z[m])
-        sys.stderr.write(f"loso {src}: C={head.c}\n")
+        out[src] = (cache.y[_held_out(cache, src)], z[_held_out(cache, src)])
+        sys.stderr.write(f"loso {keys} {src}: C={head.c}\n")
     return out
 
 
-def fit_platt_balanced(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
-    """(T, b) of sigmoid(z / T + b) on pooled hold-out logits, each source and label weighing the same."""
+def _held_out(cache: Cache, src: str) -> np.ndarray:
+    m = cache.dataset == src
+    if src in FAKE_ONLY:
+        m = m | ((cache.dataset != src) & (cache.split == "test") & (cache.y == 0))
+    return m
+
+
+def fit_balanced_lr(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, float]:
+    """Weights and bias of a logistic regression on pooled hold-out logits (N x detectors), each
+    source and label weighing the same."""
     ys, zs, ws = [], [], []
     for y, z in parts.values():
         for label in (0, 1):
@@ -64,11 +95,8 @@ def fit_platt_balanced(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple
                 zs.append(z[m])
                 ws.append(np.full(int(m.sum()), 1.0 / m.sum()))
     y, z, w = np.concatenate(ys), np.concatenate(zs), np.concatenate(ws)
-    lr = LogisticRegression(C=1e6).fit(z[:, None], y, sample_weight=w * len(w) / w.sum())
-    slope = float(lr.coef_[0, 0])
-    if slope <= 0:
-        raise SystemExit("the hold-out logits rank fakes below reals: refusing to calibrate a model that did not learn")
-    return 1.0 / slope, float(lr.intercept_[0])
+    lr = LogisticRegression(C=1e6).fit(z, y, sample_weight=w * len(w) / w.sum())
+    return lr.coef_[0].astype(np.float64), float(lr.intercept_[0])
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -107,71 +135,76 @@ def table(parts: dict[str, tuple[np.ndarray, np.ndarray]], band: tuple[float, fl
     return out
 
 
-def test_parts(cache: Cache, logits: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    test = cache.split == "test"
-    out = {}
-    for src in SOURCES:
-        m = test & (cache.dataset == src)
-        if src in FAKE_ONLY:
-            m = m | (test & (cache.dataset != src) & (cache.y == 0))
-        out[src] = (cache.y[m], logits[m])
-    return out
-
-
-def build(cache_dir: Path, split_csv: Path, out: Path, keys: tuple[str, ...], sbi: bool) -> dict[str, Any]:
+def build(
+    cache_dir: Path, split_csv: Path, out: Path, detectors: tuple[DetectorSpec, ...], sbi: bool
+) -> dict[str, Any]:
+    keys = tuple(k for d in detectors for k in d.keys)
     cache = load_cache(cache_dir, split_csv, keys)
     counts = {
         s: {sp: int(((cache.dataset == s) & (cache.split == sp)).sum()) for sp in ("train", "val", "test")}
         for s in SOURCES
     }
-    held = loso_logits(cache, keys, sbi)
-    temperature, bias = fit_platt_balanced(held)
-    held_p = {s: (y, sigmoid(z / temperature + bias)) for s, (y, z) in held.items()}
+    held = {d.name: loso_logits(cache, d.keys, sbi) for d in detectors}
+    stacked = {
+        s: (held[detectors[0].name][s][0], np.stack([held[d.name][s][1] for d in detectors], 1)) for s in SOURCES
+    }
+    weights, bias = fit_balanced_lr(stacked)
+    for name, w in zip((d.name for d in detectors), weights, strict=True):
+        if w <= 0:
+            sys.stderr.write(
+                f"warning: the fusion gives {name} a weight of {w:.3f} (it adds nothing on the hold-outs)\n"
+            )
+    held_p = {s: (y, sigmoid(z @ weights + bias)) for s, (y, z) in stacked.items()}
     band = choose_band(held_p)
-    head = choose_c(cache, cache.split == "train", cache.split == "val", keys, sbi)
-    z = head.logits(cache.feats)
-    test_p = {s: (y, sigmoid(v / temperature + bias)) for s, (y, v) in test_parts(cache, z).items()}
     out.mkdir(parents=True, exist_ok=True)
-    head_file = out / "clip_head.json"
-    head_file.write_text(json.dumps(head.to_json()) + "\n")
     version = dt.date.today().strftime("%Y.%m.%d")
+    entries, test_z, per_detector = [], [], {}
+    for d in detectors:
+        head = choose_c(cache, cache.split == "train", cache.split == "val", d.keys, sbi)
+        z = head.logits(cache.feats)
+        test_z.append(z)
+        w1, b1 = fit_balanced_lr({s: (y, v[:, None]) for s, (y, v) in held[d.name].items()})
+        head_file = out / f"{d.name}.json"
+        head_file.write_text(json.dumps(head.to_json()) + "\n")
+        entry: dict[str, Any] = {
+            "name": d.name,
+            "version": version,
+            "kind": d.kind,
+            "file": head_file.name,
+            "sha256": sha256_file(head_file),
+            "what": f"{d.what}: {', '.join(d.keys)}",
+            "C": head.c,
+            "self_blended_pseudo_fakes": sbi,
+            "calibration": {"temperature": 1.0 / float(w1[0]), "bias": b1},
+        }
+        if d.kind == "clip_head":
+            clip = assets.ASSETS["clip"]
+            entry["encoder"] = {"asset": "clip", "file": clip.file, "sha256": clip.sha256, "wheel": clip.wheel}
+            entry["encoder"]["licence"] = clip.licence
+        entries.append(entry)
+        held_d = {s: (y, sigmoid(v * w1[0] + b1)) for s, (y, v) in held[d.name].items()}
+        per_detector[d.name] = {"leave_one_source_out": {s: r["auc"] for s, r in table(held_d, band).items()}}
+    test = cache.split == "test"
+    fused_test = sigmoid(np.stack(test_z, 1) @ weights + bias)
+    test_p = {}
+    for s in SOURCES:
+        m = test & (cache.dataset == s)
+        if s in FAKE_ONLY:
+            m = m | (test & (cache.dataset != s) & (cache.y == 0))
+        test_p[s] = (cache.y[m], fused_test[m])
+        for d, z in zip(detectors, test_z, strict=True):
+            per_detector[d.name].setdefault("test", {})[s] = table({s: (cache.y[m], sigmoid(z[m]))}, band)[s]["auc"]
     card: dict[str, Any] = {
         "name": NAME,
         "version": version,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "faces": {**faces.card_faces(), "sha256": assets.ASSETS["yunet"].sha256, "file": assets.ASSETS["yunet"].file},
         "input": preprocess.card_inputs(),
-        "detectors": [
-            {
-                "name": DETECTOR,
-                "version": version,
-                "kind": "clip_head",
-                "file": head_file.name,
-                "sha256": sha256_file(head_file),
-                "what": "logistic regression on the frozen CLIP ViT-B/16 features of the aligned face crop: "
-                + ", ".join(keys)
-                + " (each layer-normalised, then standardised)",
-                "encoder": {
-                    "asset": "clip",
-                    "file": assets.ASSETS["clip"].file,
-                    "sha256": assets.ASSETS["clip"].sha256,
-                    "wheel": assets.ASSETS["clip"].wheel,
-                    "licence": assets.ASSETS["clip"].licence,
-                },
-                "C": head.c,
-                "self_blended_pseudo_fakes": sbi,
-                "calibration": {"temperature": temperature, "bias": bias},
-            }
-        ],
+        "detectors": entries,
         "fusion": {
-            "method": "logistic regression on the detectors' logits = Platt scaling of the one detector",
-            "weights": {DETECTOR: 1.0 / temperature},
-            "bias": bias,
-        },
-        "calibration": {
-            "method": "Platt scaling on pooled leave-one-source-out hold-out logits "
-            "(every source and label weighs the same)",
-            "temperature": temperature,
+            "method": "logistic regression on the detectors' logits, fitted on pooled leave-one-source-out "
+            "hold-out logits (every source and label weighs the same): its output is the calibrated score",
+            "weights": {d.name: float(w) for d, w in zip(detectors, weights, strict=True)},
             "bias": bias,
         },
         "decision": {
@@ -192,7 +225,11 @@ def build(cache_dir: Path, split_csv: Path, out: Path, keys: tuple[str, ...], sb
             "split_rule": "group-aware (near-duplicate dHash groups, dfdc source videos, celebahq pairs), "
             "stratified by source and label, 80/10/10; see reports/data/audit.md",
         },
-        "metrics": {"leave_one_source_out": table(held_p, band), "test": table(test_p, band)},
+        "metrics": {
+            "leave_one_source_out": table(held_p, band),
+            "test": table(test_p, band),
+            "per_detector_auc": per_detector,
+        },
         "limitations": (
             "Judged only on the seven sources of ../shared/datasets; other generators and manipulations "
             "may be scored with less confidence or wrongly: treat `uncertain` as no evidence either way. "
@@ -208,11 +245,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, required=True)
     p.add_argument("--split", type=Path, default=Path("reports/data/split.csv"))
     p.add_argument("--out", type=Path, default=Path("models"))
-    p.add_argument("--keys", nargs="+", default=["l11_cls"])
+    p.add_argument("--clip-keys", nargs="+", default=list(DETECTORS[0].keys))
+    p.add_argument("--detectors", nargs="+", default=[d.name for d in DETECTORS])
     p.add_argument("--no-sbi", action="store_true")
     args = p.parse_args(argv)
-    card = build(args.cache, args.split, args.out, tuple(args.keys), not args.no_sbi)
-    sys.stderr.write(json.dumps({k: card[k] for k in ("decision", "calibration")}, indent=1) + "\n")
+    specs = tuple(
+        DetectorSpec(d.name, d.kind, tuple(args.clip_keys), d.what) if d.kind == "clip_head" else d
+        for d in DETECTORS
+        if d.name in args.detectors
+    )
+    card = build(args.cache, args.split, args.out, specs, not args.no_sbi)
+    sys.stderr.write(json.dumps({k: card[k] for k in ("decision", "fusion")}, indent=1) + "\n")
+    sys.stderr.write(json.dumps(card["metrics"]["per_detector_auc"]) + "\n")
     for part in ("leave_one_source_out", "test"):
         for src, row in card["metrics"][part].items():
             sys.stderr.write(

@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from deepfake_api.detectors.clip_head import design
+from deepfake_api.detectors.spectrum import spectrum_features
 
 FAKE_ONLY = ("sd-portraits", "stylegan3")
 SOURCES = (
@@ -55,12 +56,12 @@ def load_cache(cache: Path, split_csv: Path, keys: tuple[str, ...] | None = None
     files, feats, sbi_parent, sbi_feats = [], {}, [], {}
     parts: dict[str, list[np.ndarray]] = {}
     sbi_parts: dict[str, list[np.ndarray]] = {}
-    shards = sorted(cache.glob("shard-*.npz"))
+    shards = sorted(p for p in cache.glob("shard-*.npz") if ".spectrum" not in p.name)
     for shard in shards:
-        d = np.load(shard)
+        d = {**np.load(shard), **_spectrum(shard)}
         found = d["n_faces"] > 0
         names = d["files"][found]
-        fkeys = [k[2:] for k in d.files if k.startswith("f_")]
+        fkeys = [k[2:] for k in d if k.startswith("f_")]
         use = [k for k in fkeys if keys is None or k in keys]
         # rows with a face, in shard order; SBI rows point at their parent's position in the shard
         pos = np.cumsum(found) - 1
@@ -103,18 +104,40 @@ class Head:
     c: float
 
     def logits(self, feats: dict[str, np.ndarray]) -> np.ndarray:
-        x = (design(feats, self.keys) - self.mean) / self.scale
-        return x @ self.coef + self.intercept
+        x = (design(feats, self.keys, normalise=layer_normed(self.keys)) - self.mean) / self.scale
+        return np.asarray(x @ self.coef + self.intercept, np.float64)
 
     def to_json(self) -> dict[str, object]:
         return {
             "keys": list(self.keys),
+            "layer_norm": layer_normed(self.keys),
             "mean": self.mean.tolist(),
             "scale": self.scale.tolist(),
             "coef": self.coef.tolist(),
             "intercept": self.intercept,
             "C": self.c,
         }
+
+
+def _spectrum(shard: Path) -> dict[str, np.ndarray]:
+    """Spectrum features of a shard's crops (and SBI crops), computed once and kept beside it."""
+    side = shard.with_name(shard.stem + ".spectrum.npz")
+    if side.exists():
+        return dict(np.load(side))
+    d = np.load(shard)
+    found = d["n_faces"] > 0
+    out = {"f_spectrum": spectrum_features(d["crops"][found])["spectrum"]}
+    if len(d["sbi_crops"]):
+        out["sbi_spectrum"] = spectrum_features(d["sbi_crops"])["spectrum"]
+    else:
+        out["sbi_spectrum"] = np.zeros((0, out["f_spectrum"].shape[1]), np.float32)
+    np.savez(side, **out)
+    return out
+
+
+def layer_normed(keys: tuple[str, ...]) -> bool:
+    """Encoder features ("l7_cls") are layer-normalised before the head; hand-made ones are not."""
+    return all(k.startswith("l") for k in keys)
 
 
 def _balanced_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -138,12 +161,12 @@ def training_rows(
     cache: Cache, mask: np.ndarray, keys: tuple[str, ...], sbi: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features, labels and cell ids of the rows in `mask`, plus the SBI pseudo-fakes of their real faces."""
-    x = design(cache.feats, keys)[mask]
+    x = design(cache.feats, keys, normalise=layer_normed(keys))[mask]
     y = cache.y[mask]
     g = cache.dataset[mask]
     if sbi and len(cache.sbi_parent):
         take = mask[cache.sbi_parent]
-        xs = design(cache.sbi_feats, keys)[take]
+        xs = design(cache.sbi_feats, keys, normalise=layer_normed(keys))[take]
         x = np.concatenate([x, xs])
         y = np.concatenate([y, np.ones(len(xs), int)])
         g = np.concatenate([g, np.full(len(xs), "sbi")])
