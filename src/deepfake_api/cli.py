@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from deepfake_api.config import get_settings
 
@@ -92,12 +93,31 @@ def _predict(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
     else:
-        width = max(len(r["file"]) for r in rows)
-        print(f"{'file':<{width}}  {'label':<9}  {'P(fake)':>7}")
-        for r in rows:
-            verdict = f"{r['label']:<9}  {r['score']:>7.3f}" if "label" in r else f"error: {r['error']}"
-            print(f"{r['file']:<{width}}  {verdict}")
+        _print_faces(rows)
     return 2 if failed else 1 if fake else 0
+
+
+def face_rows(row: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(face, box, label, P(fake)) lines for one response: one per face, or one for the whole image."""
+    if "error" in row:
+        return [("-", "-", "error", row["error"])]
+    out = []
+    for i, f in enumerate(row.get("faces", []), 1):
+        b = f["box"]
+        box = f"{b['x']:.0f},{b['y']:.0f} {b['width']:.0f}x{b['height']:.0f}"
+        label = f["label"] if f["status"] == "judged" else f["status"].replace("_", " ")
+        out.append((str(i), box, label, "-" if f["score"] is None else f"{f['score']:.3f}"))
+    if not any(f["status"] == "judged" for f in row.get("faces", [])):
+        out.append(("-", "-", row["label"], "-"))
+    return out
+
+
+def _print_faces(rows: list[dict[str, Any]]) -> None:
+    table = [(r["file"], *line) for r in rows for line in face_rows(r)]
+    header = ("file", "face", "box (x,y wxh)", "label", "P(fake)")
+    widths = [max(len(str(t[i])) for t in [header, *table]) for i in range(4)]
+    for t in [header, *table]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(t[:4], widths, strict=True)) + f"  {t[4]:>7}")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -116,9 +136,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--host")
     s.add_argument("--port", type=int)
     s.add_argument("--workers", type=int)
-    s.add_argument(
-        "--model", type=Path, help="model file: .tflite (LiteRT) or .keras (TensorFlow); its model_card.json beside it"
-    )
+    s.add_argument("--model", type=Path, help="model card (model_card.json; the detector files it names lie beside it)")
     s.set_defaults(func=_serve)
     p = sub.add_parser("predict", help="judge image files")
     p.add_argument("files", nargs="+")

@@ -8,12 +8,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
-import numpy as np
 
 from deepfake_api.config import get_settings
-from deepfake_api.errors import DeepfakeError
-from deepfake_api.model import DeepfakeModel
-from deepfake_api.preprocess import preprocess
 
 
 class ScoreError(Exception):
@@ -30,45 +26,20 @@ class Scorer(Protocol):
     def close(self) -> None: ...
 
 
-class LocalScorer:
-    """The model in this process, through the same preprocessing as the service."""
-
-    def __init__(self, model_path: Path) -> None:
-        self.model = DeepfakeModel(model_path, threads=get_settings().inference_threads)
-        self.model.load()
-        self.model.warm()
-
-    def score(self, data: bytes, filename: str = "image") -> dict[str, Any]:
-        started = time.perf_counter()
-        try:
-            decoded, inputs = preprocess(data)
-        except DeepfakeError as exc:
-            raise ScoreError(f"{exc.title}: {exc.detail}", {"type": exc.type, "status": exc.status}) from None
-        logit = self.model.predict_logits(inputs.local[None], inputs.global_[None])
-        decision = self.model.decision
-        assert decision is not None
-        score = float(decision.score(np.asarray(logit))[0])
-        return {
-            "label": decision.label(score),
-            "score": score,
-            "threshold": decision.threshold,
-            "uncertain_band": [decision.band_low, decision.band_high],
-            "model": {"name": self.model.name, "version": self.model.version, "sha256": self.model.sha256},
-            "image": {"width": decoded.width, "height": decoded.height, "format": decoded.format},
-            "processing_time_ms": round((time.perf_counter() - started) * 1000, 2),
-            "warnings": decoded.warnings,
-        }
-
-    def close(self) -> None:
-        return None
-
-
 class HttpScorer:
     """A running service's POST /predict, with retries on 503 (honouring Retry-After)."""
 
-    def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 30.0, retries: int = 3) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        retries: int = 3,
+        client: httpx.Client | None = None,
+    ) -> None:
         headers = {"X-API-Key": api_key} if api_key else {}
-        self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self.client = client or httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
         self.retries = retries
 
     def score(self, data: bytes, filename: str = "image") -> dict[str, Any]:
@@ -92,6 +63,30 @@ class HttpScorer:
 
     def close(self) -> None:
         self.client.close()
+
+
+class LocalScorer(HttpScorer):
+    """The service's own app in this process (no socket): the same face path, model and response."""
+
+    def __init__(self, model_path: Path) -> None:
+        from fastapi.testclient import TestClient
+
+        from deepfake_api.app import create_app
+
+        settings = get_settings().model_copy(update={"model_path": Path(model_path), "api_key": None})
+        app = create_app(settings)
+        client = TestClient(app, base_url="http://in-process")
+        client.__enter__()  # runs the lifespan: loads and warms the model
+        super().__init__("http://in-process", client=client, retries=0)
+        deadline = time.monotonic() + 300
+        while (health := client.get("/health/ready")).status_code != 200:
+            if app.state.load_error or time.monotonic() > deadline:
+                self.close()
+                raise ScoreError(f"the model did not load: {app.state.load_error or health.json()}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.client.__exit__(None, None, None)  # type: ignore[attr-defined]
 
 
 def make_scorer(url: str | None, model_path: Path, api_key: str | None = None) -> Scorer:

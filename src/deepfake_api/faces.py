@@ -259,7 +259,7 @@ def analyse(
     """Bytes -> every face, the judged ones aligned: the serving path, and training's (training/features.py).
 
     JPEGs are decoded at full resolution (no DCT draft): a small face in a big photo keeps its pixels."""
-    decoded = decode_image(data, max_pixels=max_pixels, min_side=min_side, draft_min=None)
+    decoded = decode_image(data, max_pixels=max_pixels, min_side=min_side)
     rgb = decoded.rgb
     return ImageFaces(
         width=decoded.width,

@@ -46,6 +46,8 @@ def score_items(items: list[Item], *, url: str | None, model_path: Path) -> list
 
 
 def _pick(body: dict[str, Any]) -> dict[str, Any]:
+    if body["label"] == "no_face":  # not scored: counted, never mixed into the metrics
+        return {"no_face": True, "model": body["model"]["version"]}
     return {
         "score": body["score"],
         "label": body["label"],
@@ -74,8 +76,9 @@ def compute(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "threshold": threshold,
         "uncertain_band": list(band),
         "model_version": ok[0]["model"],
-        "errors": len(rows) - len(ok),
+        "errors": sum(1 for r in rows if "error" in r),
         "error_kinds": dict(Counter(r["error"].split(":")[0] for r in rows if "error" in r)),
+        "no_face": sum(1 for r in rows if r.get("no_face")),
         "per_source": {},
     }
     for src, y, s in by_source(ok):

@@ -49,7 +49,7 @@ def interleaved(items: list[Item], seed: int = 0) -> list[Item]:
 
 def face_crop(data: bytes, detector: faces.FaceDetector) -> tuple[np.ndarray | None, int, float]:
     """The serving face path for one training image: (crop of its most confident face or None, faces found, score)."""
-    rgb = decode_image(data, max_pixels=200_000_000, min_side=1, draft_min=None).rgb
+    rgb = decode_image(data, max_pixels=200_000_000, min_side=1).rgb
     found = detector.detect(rgb)
     if not found:
         return None, 0, 0.0
