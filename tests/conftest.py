@@ -17,10 +17,8 @@ from deepfake_api.app import create_app
 from deepfake_api.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_PATH = ROOT / "models" / "model.tflite"
-"""The served model (LiteRT); its sha256 is the one responses report."""
-KERAS_PATH = ROOT / "models" / "model.keras"
-"""The trained network it was exported from (the TensorFlow reference)."""
+MODEL_PATH = ROOT / "models" / "model_card.json"
+"""The served model's card; its sha256 is the one responses report."""
 DATASET_DIR = ROOT.parent / "shared" / "datasets"
 
 

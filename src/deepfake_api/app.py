@@ -7,6 +7,7 @@ import atexit
 import logging
 import logging.handlers
 import queue
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -28,9 +29,11 @@ from deepfake_api.api import metrics as metrics_route
 from deepfake_api.api.middleware import RequestContext
 from deepfake_api.config import Settings, get_settings
 from deepfake_api.engine import InferenceEngine
+from deepfake_api.errors import ModelCardError
 from deepfake_api.model import DeepfakeModel, read_card
 
 log = logging.getLogger("deepfake_api")
+_PATH_DIRS = re.compile(r"(?:/[^/\s:,'\"()]+)+/")
 
 DESCRIPTION = """Upload a face image, get back whether it looks **real**, **fake** or
 **uncertain**, with a calibrated probability (`score`) that it is fake.
@@ -85,7 +88,8 @@ async def _load(app: FastAPI) -> None:
         await loop.run_in_executor(None, model.load)
         await loop.run_in_executor(None, model.warm, tuple(sorted({1, settings.max_batch_size})))
     except Exception as exc:  # liveness turns 503 so an orchestrator restarts the process
-        app.state.load_error = f"{type(exc).__name__}: {exc}"
+        # Told to clients by /health: the reason without the server's directories.
+        app.state.load_error = _PATH_DIRS.sub("", str(exc) if isinstance(exc, ModelCardError) else type(exc).__name__)
         log.exception("model load failed", extra={"model_path": str(model.path)})
         return
     await engine.start()

@@ -62,7 +62,7 @@ class Prediction(BaseModel):
 
     model_config = ConfigDict(protected_namespaces=())
 
-    schema_version: Literal["1"] = SCHEMA_VERSION
+    schema_version: Literal["2"] = SCHEMA_VERSION
     label: Literal["real", "fake", "uncertain", "no_face"] = Field(
         description=(
             "The verdict of the most-fake judged face: `uncertain` when its score lies inside the model "
@@ -101,6 +101,7 @@ class Health(BaseModel):
     ready: bool
     model: HealthModel | None = None
     replica: str = Field(description="Host name of the serving replica", examples=["api-1"])
+    reason: str | None = Field(None, description="Why the model failed to load (when `failed`)")
 
 
 class Problem(BaseModel):

@@ -87,7 +87,8 @@ def check(r: httpx.Response) -> None:
         assert r.headers["content-type"] == "application/json"
         pred = Prediction.model_validate(r.json())
         assert pred.request_id == r.headers["x-request-id"]
-        assert 0.0 <= pred.score <= 1.0
+        assert (pred.score is None) == (pred.label == "no_face")
+        assert pred.score is None or 0.0 <= pred.score <= 1.0
         return
     assert 400 <= r.status_code < 500, r.status_code
     assert r.headers["content-type"] == "application/problem+json"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from deepfake_api import assets
 from deepfake_api.app import create_app
 from deepfake_api.model import DeepfakeModel
 from tests.conftest import MODEL_PATH, make_settings, wait_ready
@@ -68,3 +70,29 @@ def test_a_failed_load_turns_liveness_and_readiness_to_503() -> None:
         live = client.get("/health/live")
         assert live.status_code == 503 and live.json()["status"] == "failed"
         assert client.get("/health/ready").json()["status"] == "failed"
+
+
+def _failed_health(**overrides: object) -> dict[str, object]:
+    with TestClient(create_app(make_settings(**overrides))) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/health/live").status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ready = client.get("/health/ready")
+        assert ready.status_code == 503
+        body: dict[str, object] = ready.json()
+        return body
+
+
+def test_a_missing_encoder_file_leaves_the_service_not_ready_and_says_why(tmp_path: Path) -> None:
+    (tmp_path / assets.ASSETS["yunet"].file).write_bytes(assets.path("yunet").read_bytes())
+    body = _failed_health(assets_dir=tmp_path)
+    assert body["status"] == "failed"
+    assert "image encoder file missing" in str(body["reason"])
+    assert str(tmp_path) not in str(body["reason"]), "no server paths to clients"
+
+
+def test_an_encoder_file_with_the_wrong_hash_leaves_the_service_not_ready(tmp_path: Path) -> None:
+    (tmp_path / assets.ASSETS["yunet"].file).write_bytes(assets.path("yunet").read_bytes())
+    (tmp_path / assets.ASSETS["clip"].file).write_bytes(b"not the encoder")
+    body = _failed_health(assets_dir=tmp_path)
+    assert body["status"] == "failed" and "sha256" in str(body["reason"])

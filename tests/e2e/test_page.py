@@ -130,11 +130,15 @@ def _sample(label: str, tmp_path: Path, seed: int) -> Path:
 def _assert_shows(page: Page, expected: dict[str, Any]) -> None:
     assert page.shown("result") and not page.shown("error")
     assert page.text("verdict-label").lower() == expected["label"]
+    width, height = expected["image"]["width"], expected["image"]["height"]
+    assert page.text("image-info") == f"{width} × {height} px, {expected['image']['format']}"
+    assert len(page.driver.find_elements(page.by.CSS_SELECTOR, "#boxes .face-box")) == len(expected["faces"])
+    if expected["score"] is None:  # no face: a clear message, no score bar
+        assert page.text("score") == "–" and page.shown("no-face") and not page.shown("bar")
+        return
     # Three decimals; a tolerance rather than string equality because JS and Python round halves apart.
     assert float(page.text("score")) == pytest.approx(expected["score"], abs=5e-4 + 1e-9)
     assert len(page.text("score").split(".")[1]) == 3
-    width, height = expected["image"]["width"], expected["image"]["height"]
-    assert page.text("image-info") == f"{width} × {height} px, {expected['image']['format']}"
     assert page.text("processing-time").endswith(" ms")
     bar = page.find("bar").rect["width"]
     fill = page.find("bar-fill").rect["width"]
@@ -278,3 +282,33 @@ def test_no_inline_script_or_style_in_the_page(live_server: str) -> None:
     assert re.search(r"<script(?![^>]*\bsrc=)", html) is None, "inline <script>"
     assert re.search(r"<style|\sstyle=", html) is None, "inline style"
     assert re.search(r"\son[a-z]+=", html) is None, "inline event handler"
+
+
+def test_a_photo_with_three_faces_shows_three_boxes_where_the_api_put_them(
+    page: Page, live_server: str, tmp_path: Path
+) -> None:
+    from tests.utils.faces import compose, jpeg
+
+    img, _ = compose((1500, 1000), [(80, 100), (650, 500), (1150, 150)])
+    path = tmp_path / "three.jpg"
+    path.write_bytes(jpeg(img))
+    page.upload(path)
+    expected = _predict(live_server, path.read_bytes(), path.name)
+    _assert_shows(page, expected)
+    shown = page.find("preview").rect
+    boxes = page.driver.find_elements(page.by.CSS_SELECTOR, "#boxes .face-box")
+    assert len(boxes) == 3
+    scale = shown["width"] / expected["image"]["oriented_width"]
+    for box, face in zip(boxes, expected["faces"], strict=True):
+        r = box.rect
+        assert r["x"] - shown["x"] == pytest.approx(face["box"]["x"] * scale, abs=2)
+        assert r["y"] - shown["y"] == pytest.approx(face["box"]["y"] * scale, abs=2)
+        assert r["width"] == pytest.approx(face["box"]["width"] * scale, abs=2)
+    boxes[2].click()
+    third = expected["faces"][2]
+    assert page.find("face-detail").get_attribute("data-face") == "2"
+    assert f"P(fake) {third['score']:.3f}" in page.text("face-detail")
+    items = page.driver.find_elements(page.by.CSS_SELECTOR, "#faces li")
+    assert len(items) == 3 and "selected" in (items[2].get_attribute("class") or "")
+    assert page.severe_logs() == []
+    save_screenshot(page.driver, "three-faces")

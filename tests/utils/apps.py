@@ -1,6 +1,6 @@
 """Apps with non-default settings around the committed model, loaded once per test run.
 
-Each `create_app` would otherwise reload and re-trace the Keras model (seconds per app). The
+Each `create_app` would otherwise reload the encoder and detectors (seconds per app). The
 shared model is the real one; only its second and later `load()` calls are skipped. `gate`
 lets a test hold the model call to make overload and deadlines deterministic.
 """
@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from deepfake_api.app import create_app
-from deepfake_api.model import DeepfakeModel
+from deepfake_api.model import DeepfakeModel, FaceScores
 from tests.conftest import MODEL_PATH, make_settings, wait_ready
 
 
@@ -35,10 +35,10 @@ class SharedModel(DeepfakeModel):
         if self.decision is None:
             super().load()
 
-    def predict_logits(self, local: np.ndarray, global_: np.ndarray) -> np.ndarray:
+    def predict_faces(self, crops: np.ndarray) -> FaceScores:
         assert self.gate.wait(timeout=60), "a test left the model gate closed"
-        self.calls.append(len(local))
-        return super().predict_logits(local, global_)
+        self.calls.append(len(crops))
+        return super().predict_faces(crops)
 
 
 @cache

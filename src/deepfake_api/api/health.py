@@ -21,6 +21,7 @@ def _health(request: Request, model: ModelDep, engine: EngineDep) -> JSONRespons
         ready=ready,
         model=HealthModel(name=model.name, version=model.version) if model.card else None,
         replica=REPLICA,
+        reason=request.app.state.load_error,
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
@@ -35,7 +36,9 @@ _READY_DOC = {200: {"model": Health}, 503: {"model": Health, "description": "Mod
 )
 async def live(request: Request, model: ModelDep) -> JSONResponse:
     failed = request.app.state.load_error is not None
-    body = Health(status="failed" if failed else "ok", ready=model.ready, replica=REPLICA)
+    body = Health(
+        status="failed" if failed else "ok", ready=model.ready, replica=REPLICA, reason=request.app.state.load_error
+    )
     return JSONResponse(body.model_dump(), status_code=503 if failed else 200)
 
 

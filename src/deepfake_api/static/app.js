@@ -15,6 +15,7 @@ const el = {
   imageInfo: $("image-info"), time: $("processing-time"), requestId: $("request-id"), warnings: $("warnings"),
   errorRequestId: $("error-request-id"),
   history: $("history"), historyEmpty: $("history-empty"), model: $("model-info"),
+  boxes: $("boxes"), faces: $("faces"), faceDetail: $("face-detail"), noFace: $("no-face"),
 };
 const history = [];  // newest first: {url, name, body}
 let current = null;  // AbortController of the request in flight
@@ -26,7 +27,61 @@ function release(url) {
 }
 
 const pct = (x) => `${(Math.min(1, Math.max(0, x)) * 100).toFixed(2)}%`;
-const fmt = (x, digits = 3) => Number(x).toFixed(digits);
+const fmt = (x, digits = 3) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
+const FACE_STATUS = { too_small: "too small to judge", not_judged: "not judged (over the per-image cap)" };
+
+function faceText(face, i) {
+  const verdict = face.status === "judged" ? `${face.label}, P(fake) ${fmt(face.score)}` : FACE_STATUS[face.status];
+  return `Face ${i + 1}: ${verdict}`;
+}
+
+function selectFace(body, i) {
+  const face = body.faces[i];
+  const detectors = (face.detectors || []).map((d) => `${d.name} ${fmt(d.score)}`).join(", ");
+  el.faceDetail.textContent = faceText(face, i) + (detectors ? ` (detectors: ${detectors})` : "");
+  el.faceDetail.dataset.face = String(i);
+  for (const node of [...el.boxes.children, ...el.faces.children]) {
+    node.classList.toggle("selected", node.dataset.face === String(i));
+  }
+}
+
+function renderFaces(body) {
+  // Boxes are in the pixels of the EXIF-oriented image, which is also how the browser shows it.
+  const w = body.image.oriented_width, h = body.image.oriented_height;
+  const boxes = [], items = [];
+  body.faces.forEach((face, i) => {
+    const box = document.createElement("button");
+    box.type = "button";
+    box.className = "face-box";
+    box.dataset.face = String(i);
+    box.dataset.label = face.status === "judged" ? face.label : face.status;
+    box.setAttribute("aria-label", faceText(face, i));
+    box.style.left = `${(face.box.x / w) * 100}%`;
+    box.style.top = `${(face.box.y / h) * 100}%`;
+    box.style.width = `${(face.box.width / w) * 100}%`;
+    box.style.height = `${(face.box.height / h) * 100}%`;
+    box.textContent = String(i + 1);
+    box.addEventListener("click", () => selectFace(body, i));
+    boxes.push(box);
+    const item = document.createElement("li");
+    const pick = Object.assign(document.createElement("button"), { type: "button", textContent: faceText(face, i) });
+    pick.className = "face-item";
+    item.dataset.face = String(i);
+    item.dataset.label = box.dataset.label;
+    pick.addEventListener("click", () => selectFace(body, i));
+    item.append(pick);
+    items.push(item);
+  });
+  el.boxes.replaceChildren(...boxes);
+  el.faces.replaceChildren(...items);
+  el.faceDetail.textContent = "";
+  const judged = body.faces.filter((f) => f.status === "judged").length;
+  el.noFace.hidden = body.label !== "no_face";
+  el.noFace.textContent = body.faces.length
+    ? "Faces were found, but none large enough to judge: no verdict."
+    : "No face was found in this image: no verdict (the service judges faces).";
+  if (judged) selectFace(body, body.faces.findIndex((f) => f.status === "judged" && f.score === body.score));
+}
 
 function show(which, requestId = "") {
   // The request id on the outcome tells which request the shown verdict or error answers.
@@ -43,7 +98,9 @@ function renderResult(body) {
   el.score.textContent = fmt(body.score);
   el.band.style.left = pct(low);
   el.band.style.width = pct(high - low);
-  el.fill.style.width = pct(body.score);
+  el.fill.style.width = pct(body.score ?? 0);
+  el.bar.hidden = body.score === null;
+  renderFaces(body);
   el.threshold.style.left = pct(body.threshold);
   el.bandText.textContent = `${fmt(low, 2)}–${fmt(high, 2)}`;
   el.thresholdText.textContent = fmt(body.threshold, 2);
