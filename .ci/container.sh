@@ -153,10 +153,11 @@ with open(path, "rb") as fh:
 if r.status_code != 200:
     sys.exit(f"/predict answered {r.status_code}: {r.text[:300]}")
 body = r.json()
-problems = [k for k in ("label", "score", "threshold", "model") if k not in body]
-if problems or body["label"] not in ("real", "fake", "uncertain") or not 0 <= body["score"] <= 1:
+problems = [k for k in ("label", "score", "threshold", "model", "faces") if k not in body]
+judged = body.get("label") in ("real", "fake", "uncertain") and 0 <= (body.get("score") or 0) <= 1
+if problems or not (judged or (body.get("label") == "no_face" and body.get("score") is None)):
     sys.exit(f"/predict returned an unexpected body: {body}")
-print(f"/predict 200: label={body['label']} score={body['score']:.3f} "
+print(f"/predict 200: label={body['label']} score={body['score']} faces={len(body['faces'])} "
       f"model={body['model']['name']}@{body['model']['version']} "
       f"request-id={r.headers.get('x-request-id')} upstream={r.headers.get('x-upstream')}")
 PY

@@ -175,16 +175,6 @@ def service(log_dir: Path, env: dict[str, str], model: Path | None = None) -> Se
     return Server("service", argv, port, "/health/ready", log_dir / "service.log", env)
 
 
-def seed_style(log_dir: Path, model: Path) -> Server:
-    """The seed-style Flask baseline (threaded dev server), uploads saved under log_dir/uploads."""
-    port = free_port()
-    uploads = log_dir / "uploads"
-    uploads.mkdir(exist_ok=True)
-    argv = [sys.executable, "-m", "bench.baselines.seed_flask", "--port", str(port)]
-    argv += ["--model", str(model), "--uploads", str(uploads)]
-    return Server("seed-style", argv, port, "/", log_dir / "seed.log")
-
-
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The service's /metrics as {(sample name, sorted labels): value}; empty when it cannot answer."""
     from prometheus_client.parser import text_string_to_metric_families

@@ -25,8 +25,11 @@ DATASET_DIR = ROOT.parent / "shared" / "datasets"
 def wait_ready(client: TestClient, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if client.get("/health/ready").status_code == 200:
+        r = client.get("/health/ready")
+        if r.status_code == 200:
             return
+        if r.json().get("status") == "failed":
+            raise RuntimeError(f"the model failed to load: {r.json().get('reason')}")
         time.sleep(0.05)
     raise TimeoutError("the app did not become ready")
 

@@ -15,17 +15,20 @@ import pytest
 
 from deepfake_api.cli import main
 from tests.conftest import MODEL_PATH
-from tests.utils.images import jpeg_bytes, png_bytes
+from tests.utils.faces import face_jpeg, png_of
+from tests.utils.images import jpeg_bytes
 
 TEXT = b"this is a text file, not an image\n"
-TABLE_ROW = re.compile(r"^(?P<file>\S+)\s+(?P<label>real|fake|uncertain)\s+(?P<score>[01]\.\d{3})$")
+TABLE_ROW = re.compile(
+    r"^(?P<file>\S+)\s+(?P<face>\d+)\s+(?P<box>\d+,\d+,\d+x\d+)\s+(?P<label>real|fake|uncertain)\s+(?P<score>[01]\.\d{3})$"
+)
 
 
 @pytest.fixture
 def images(tmp_path: Path) -> list[Path]:
     paths = [tmp_path / "face-a.jpg", tmp_path / "face-b.png"]
-    paths[0].write_bytes(jpeg_bytes(240, 200, seed=1))
-    paths[1].write_bytes(png_bytes(180, 180, seed=2))
+    paths[0].write_bytes(face_jpeg(1))
+    paths[1].write_bytes(png_of(face_jpeg(2)))
     return paths
 
 
@@ -52,7 +55,8 @@ def test_predict_json_gives_one_verdict_per_file(capsys: pytest.CaptureFixture[s
     for row in rows:
         assert row["label"] in {"real", "fake", "uncertain"}
         assert 0.0 <= row["score"] <= 1.0
-    assert [(r["image"]["width"], r["image"]["height"]) for r in rows] == [(240, 200), (180, 180)]
+    assert [(r["image"]["width"], r["image"]["height"]) for r in rows] == [(250, 250), (250, 250)]
+    assert all(len(r["faces"]) == 1 for r in rows)
     assert code == _expected_exit(rows)
 
 
@@ -61,14 +65,16 @@ def test_predict_table_shows_the_service_verdicts(
 ) -> None:
     code, out, _ = _run(capsys, *images, "--model", MODEL_PATH)
     header, *lines = out.splitlines()
-    assert header.split() == ["file", "label", "P(fake)"]
+    assert header.split() == ["file", "face", "box", "label", "P(fake)"]
     rows = [m.groupdict() for m in map(TABLE_ROW.match, lines) if m]
     assert len(rows) == len(lines) == 2, out
     for row, path in zip(rows, images, strict=True):
         expected = _api(live_server, path)  # in-process and served scoring agree
         assert row["file"] == str(path)
-        assert row["label"] == expected["label"]
-        assert float(row["score"]) == pytest.approx(expected["score"], abs=5e-4 + 1e-9)
+        assert row["label"] == expected["faces"][0]["label"]
+        assert float(row["score"]) == pytest.approx(expected["faces"][0]["score"], abs=5e-4 + 1e-9)
+        b = expected["faces"][0]["box"]
+        assert row["box"] == f"{b['x']:.0f},{b['y']:.0f},{b['width']:.0f}x{b['height']:.0f}"
     assert code == _expected_exit(rows)
 
 
@@ -143,3 +149,20 @@ def test_predict_exits_2_when_the_model_cannot_load(
     assert code == 2
     assert out == ""
     assert err.startswith("error: ")
+
+
+def test_predict_prints_one_row_per_face_and_no_face_for_a_faceless_image(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tests.utils.faces import compose, jpeg
+
+    group = tmp_path / "group.jpg"
+    group.write_bytes(jpeg(compose((1200, 500), [(40, 100), (450, 120), (860, 90)])[0]))
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(jpeg_bytes(300, 300, seed=4))
+    code, out, _ = _run(capsys, group, empty, "--model", MODEL_PATH)
+    lines = out.splitlines()[1:]
+    faces = [m.groupdict() for m in map(TABLE_ROW.match, lines) if m]
+    assert [f["face"] for f in faces] == ["1", "2", "3"] and all(f["file"] == str(group) for f in faces)
+    assert re.match(rf"^{re.escape(str(empty))}\s+-\s+-\s+no_face\s+-$", lines[3])
+    assert code in (0, 1)

@@ -98,14 +98,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def face_rows(row: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(face, box, label, P(fake)) lines for one response: one per face, or one for the whole image."""
-    if "error" in row:
-        return [("-", "-", "error", row["error"])]
+    """(face, box, label, P(fake)) for one response: one line per face, or one for an image without
+    a judged face. A face's label is its verdict, or why it was not judged (too_small, not_judged)."""
     out = []
     for i, f in enumerate(row.get("faces", []), 1):
         b = f["box"]
-        box = f"{b['x']:.0f},{b['y']:.0f} {b['width']:.0f}x{b['height']:.0f}"
-        label = f["label"] if f["status"] == "judged" else f["status"].replace("_", " ")
+        box = f"{b['x']:.0f},{b['y']:.0f},{b['width']:.0f}x{b['height']:.0f}"
+        label = f["label"] if f["status"] == "judged" else f["status"]
         out.append((str(i), box, label, "-" if f["score"] is None else f"{f['score']:.3f}"))
     if not any(f["status"] == "judged" for f in row.get("faces", [])):
         out.append(("-", "-", row["label"], "-"))
@@ -113,11 +112,19 @@ def face_rows(row: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 
 def _print_faces(rows: list[dict[str, Any]]) -> None:
-    table = [(r["file"], *line) for r in rows for line in face_rows(r)]
-    header = ("file", "face", "box (x,y wxh)", "label", "P(fake)")
-    widths = [max(len(str(t[i])) for t in [header, *table]) for i in range(4)]
-    for t in [header, *table]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(t[:4], widths, strict=True)) + f"  {t[4]:>7}")
+    """One line per face: file, face number, box (x,y,wxh in the oriented image), label, P(fake)."""
+    table = [(r["file"], *line) for r in rows if "error" not in r for line in face_rows(r)]
+    header = ("file", "face", "box", "label", "P(fake)")
+    widths = [max(len(t[i]) for t in [header, *table]) for i in range(5)]
+    width = max(len(r["file"]) for r in rows)
+    print("  ".join(c.ljust(w) for c, w in zip(header, widths, strict=True)).rstrip())
+    for r in rows:
+        if "error" in r:
+            print(f"{r['file']:<{width}}  error: {r['error']}")
+            continue
+        for line in face_rows(r):
+            cells = (r["file"], *line)
+            print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -66,7 +66,13 @@ def test_uploads_leave_no_file_on_disk(client: TestClient, watched: list[Path]) 
     ok = client.post("/predict", files={"file": ("big.png", big, "image/png")})
     refused = client.post("/predict", files={"file": ("huge.png", big + b"\0" * (6 * 1024 * 1024), "image/png")})
     assert ok.status_code == 200, ok.text
-    assert ok.json()["image"] == {"width": 1300, "height": 1300, "format": "PNG"}
+    assert ok.json()["image"] == {
+        "width": 1300,
+        "height": 1300,
+        "format": "PNG",
+        "oriented_width": 1300,
+        "oriented_height": 1300,
+    }
     assert refused.status_code == 413
     assert _snapshot(*watched) == before
     assert _WRITES == [], f"opened for writing during the uploads: {_WRITES}"

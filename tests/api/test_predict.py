@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import MODEL_PATH
-from tests.utils.images import jpeg_bytes, png_bytes
+from tests.utils.faces import face_jpeg, png_of
+from tests.utils.images import jpeg_bytes
 from tests.utils.problems import assert_problem
 
 
@@ -18,18 +19,25 @@ def _post(client: TestClient, data: bytes, name: str = "face.jpg", **kw: object)
 
 
 def test_predict_returns_the_documented_schema(client: TestClient) -> None:
-    r = _post(client, jpeg_bytes(300, 200))
+    r = _post(client, face_jpeg(5))  # a 250 x 250 photo of one face
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "application/json"
     body = r.json()
-    assert body["schema_version"] == "1"
+    assert body["schema_version"] == "2"
     assert body["label"] in {"real", "fake", "uncertain"}
+    assert len(body["faces"]) == 1 and body["faces"][0]["score"] == body["score"]
     assert isinstance(body["score"], float) and 0.0 <= body["score"] <= 1.0
     low, high = body["uncertain_band"]
     assert 0.0 <= low <= body["threshold"] <= high <= 1.0
     expected = "fake" if body["score"] >= high else "real" if body["score"] <= low else "uncertain"
     assert body["label"] == expected
-    assert body["image"] == {"width": 300, "height": 200, "format": "JPEG"}
+    assert body["image"] == {
+        "width": 250,
+        "height": 250,
+        "format": "JPEG",
+        "oriented_width": 250,
+        "oriented_height": 250,
+    }
     assert body["model"]["sha256"] == hashlib.sha256(MODEL_PATH.read_bytes()).hexdigest()
     assert body["model"]["version"] and body["model"]["name"]
     assert body["processing_time_ms"] > 0
@@ -38,10 +46,11 @@ def test_predict_returns_the_documented_schema(client: TestClient) -> None:
 
 
 def test_predict_is_deterministic_and_ignores_the_filename(client: TestClient) -> None:
-    data = png_bytes(180, 180, seed=3)
+    data = png_of(face_jpeg(6))
     first = _post(client, data, "a.png").json()
     second = _post(client, data, "../../etc/passwd").json()
-    assert first["score"] == second["score"]
+    assert first["score"] is not None and first["score"] == second["score"]
+    assert first["faces"] == second["faces"]
     assert first["image"]["format"] == "PNG"
 
 
@@ -66,7 +75,7 @@ def test_predict_scores_dataset_images(client: TestClient, dataset_dir: Path, so
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["image"]["format"] == "JPEG"
-    assert 0.0 <= body["score"] <= 1.0
+    assert body["label"] == "no_face" or 0.0 <= body["score"] <= 1.0
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from deepfake_api.cli import main
 from tests.conftest import MODEL_PATH
+from tests.utils.faces import face_jpeg
 from tests.utils.images import jpeg_bytes
 
 
@@ -15,12 +16,14 @@ def test_evaluate_writes_metrics_and_plots(tmp_path: Path) -> None:
     for label in ("real", "fake"):
         (data / label).mkdir(parents=True)
         for i in range(4):
-            (data / label / f"{i}.jpg").write_bytes(jpeg_bytes(200, 200, seed=i + (10 if label == "fake" else 0)))
+            (data / label / f"{i}.jpg").write_bytes(face_jpeg(i + (4 if label == "fake" else 0)))
     (data / "fake" / "broken.jpg").write_bytes(b"\xff\xd8\xff broken")
+    (data / "real" / "no-face.jpg").write_bytes(jpeg_bytes(200, 200, seed=1))
     out = tmp_path / "out"
     assert main(["evaluate", str(data), "--model", str(MODEL_PATH), "--out", str(out)]) == 0
     result = json.loads((out / "eval.json").read_text())
     assert result["errors"] == 1
+    assert result["no_face"] == 1, "an image without a face is counted, not scored"
     overall = result["overall"]
     assert overall["n"] == 8
     assert 0.0 <= overall["auc"] <= 1.0 and 0.0 <= overall["ece"] <= 1.0

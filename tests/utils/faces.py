@@ -43,7 +43,8 @@ def face_tile(i: int) -> Image.Image:
 
 
 def face_jpeg(i: int = 0) -> bytes:
-    return _tile_files()[i].read_bytes()
+    files = _tile_files()
+    return files[i % len(files)].read_bytes()
 
 
 def compose(
@@ -66,4 +67,10 @@ def compose(
 def jpeg(img: Image.Image, **params: object) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=92, **params)
+    return buf.getvalue()
+
+
+def png_of(data: bytes) -> bytes:
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(buf, "PNG")
     return buf.getvalue()

@@ -13,7 +13,8 @@ import numpy as np
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(z, np.float64))), np.float64)
+    """1 / (1 + e^-z) without overflow for any z (a steep fusion can send logits far out)."""
+    return np.asarray(np.exp(-np.logaddexp(0.0, -np.asarray(z, np.float64))), np.float64)
 
 
 @dataclass(frozen=True)

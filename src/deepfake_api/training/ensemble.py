@@ -31,9 +31,10 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from deepfake_api import assets, faces, preprocess
+from deepfake_api.detectors.fusion import sigmoid
 from deepfake_api.model import CARD_NAME, sha256_file
 from deepfake_api.training.evalmetrics import ece, summary
-from deepfake_api.training.heads import FAKE_ONLY, SOURCES, Cache, choose_c, load_cache
+from deepfake_api.training.heads import Cache, choose_c, load_cache
 
 ACCURACY_OUTSIDE = 0.9
 THRESHOLD = 0.5
@@ -67,7 +68,7 @@ DETECTORS = (
 def loso_logits(cache: Cache, keys: tuple[str, ...], sbi: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Held-out source -> (labels, logits) of a head that never saw it."""
     out = {}
-    for src in SOURCES:
+    for src in cache.sources:
         others = cache.dataset != src
         head = choose_c(cache, others & (cache.split == "train"), others & (cache.split == "val"), keys, sbi)
         z = head.logits(cache.feats)
@@ -78,7 +79,7 @@ def loso_logits(cache: Cache, keys: tuple[str, ...], sbi: bool) -> dict[str, tup
 
 def _held_out(cache: Cache, src: str) -> np.ndarray:
     m = cache.dataset == src
-    if src in FAKE_ONLY:
+    if src in cache.fake_only:
         m = m | ((cache.dataset != src) & (cache.split == "test") & (cache.y == 0))
     return m
 
@@ -97,10 +98,6 @@ def fit_balanced_lr(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np
     y, z, w = np.concatenate(ys), np.concatenate(zs), np.concatenate(ws)
     lr = LogisticRegression(C=1e6).fit(z, y, sample_weight=w * len(w) / w.sum())
     return lr.coef_[0].astype(np.float64), float(lr.intercept_[0])
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def choose_band(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
@@ -136,17 +133,22 @@ def table(parts: dict[str, tuple[np.ndarray, np.ndarray]], band: tuple[float, fl
 
 
 def build(
-    cache_dir: Path, split_csv: Path, out: Path, detectors: tuple[DetectorSpec, ...], sbi: bool
+    cache_dir: Path,
+    split_csv: Path,
+    out: Path,
+    detectors: tuple[DetectorSpec, ...],
+    sbi: bool,
+    report: Path | None = None,
 ) -> dict[str, Any]:
     keys = tuple(k for d in detectors for k in d.keys)
     cache = load_cache(cache_dir, split_csv, keys)
     counts = {
         s: {sp: int(((cache.dataset == s) & (cache.split == sp)).sum()) for sp in ("train", "val", "test")}
-        for s in SOURCES
+        for s in cache.sources
     }
     held = {d.name: loso_logits(cache, d.keys, sbi) for d in detectors}
     stacked = {
-        s: (held[detectors[0].name][s][0], np.stack([held[d.name][s][1] for d in detectors], 1)) for s in SOURCES
+        s: (held[detectors[0].name][s][0], np.stack([held[d.name][s][1] for d in detectors], 1)) for s in cache.sources
     }
     weights, bias = fit_balanced_lr(stacked)
     for name, w in zip((d.name for d in detectors), weights, strict=True):
@@ -187,9 +189,9 @@ def build(
     test = cache.split == "test"
     fused_test = sigmoid(np.stack(test_z, 1) @ weights + bias)
     test_p = {}
-    for s in SOURCES:
+    for s in cache.sources:
         m = test & (cache.dataset == s)
-        if s in FAKE_ONLY:
+        if s in cache.fake_only:
             m = m | (test & (cache.dataset != s) & (cache.y == 0))
         test_p[s] = (cache.y[m], fused_test[m])
         for d, z in zip(detectors, test_z, strict=True):
@@ -217,7 +219,7 @@ def build(
             ),
         },
         "data": {
-            "sources": list(SOURCES),
+            "sources": cache.sources,
             "faces_cached": counts,
             "self_blended_pseudo_fakes": int(len(cache.sbi_parent)),
             "split_file": split_csv.as_posix(),
@@ -237,6 +239,13 @@ def build(
         ),
     }
     (out / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
+    if report is not None:  # the scores behind the tables, for the report's plots
+        report.mkdir(parents=True, exist_ok=True)
+        scores = {
+            part: {s: {"y": y.tolist(), "p": np.round(p, 5).tolist()} for s, (y, p) in parts.items()}
+            for part, parts in (("leave_one_source_out", held_p), ("test", test_p))
+        }
+        (report / "holdout.json").write_text(json.dumps(scores) + "\n")
     return card
 
 
@@ -248,13 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip-keys", nargs="+", default=list(DETECTORS[0].keys))
     p.add_argument("--detectors", nargs="+", default=[d.name for d in DETECTORS])
     p.add_argument("--no-sbi", action="store_true")
+    p.add_argument("--report", type=Path, default=None, help="also write the hold-out scores here (docs/model)")
     args = p.parse_args(argv)
     specs = tuple(
         DetectorSpec(d.name, d.kind, tuple(args.clip_keys), d.what) if d.kind == "clip_head" else d
         for d in DETECTORS
         if d.name in args.detectors
     )
-    card = build(args.cache, args.split, args.out, specs, not args.no_sbi)
+    card = build(args.cache, args.split, args.out, specs, not args.no_sbi, args.report)
     sys.stderr.write(json.dumps({k: card[k] for k in ("decision", "fusion")}, indent=1) + "\n")
     sys.stderr.write(json.dumps(card["metrics"]["per_detector_auc"]) + "\n")
     for part in ("leave_one_source_out", "test"):

@@ -1,143 +1,166 @@
-"""Assemble the model report from the artefacts each stage wrote: audit, split, training
-history, model card, test evaluation and leave-one-source-out results.
+"""The model report (docs/model/REPORT.md) and its plots, from the card and the hold-out scores
+that training/ensemble.py wrote: leave-one-source-out and the test split, per source, per detector.
 
-    python -m deepfake_api.training.report --run runs/main --test docs/model/test \
-        --loso runs/loso/loso.json --out docs/model
+    python -m deepfake_api.training.report --models models --out docs/model
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deepfake_api.model import CARD_NAME
-from deepfake_api.training.evaluate import table
-from deepfake_api.training.split import counts, read_csv
+
+COLUMNS = (
+    ("auc", "ROC AUC"),
+    ("accuracy", "accuracy at 0.5"),
+    ("uncertain_share", "uncertain"),
+    ("accuracy_outside_band", "accuracy outside the band"),
+    ("fake_called_fake", "fakes called fake"),
+    ("real_called_fake", "reals called fake"),
+    ("ece", "ECE"),
+)
 
 
-def _history_plot(history: Path, out: Path) -> list[dict[str, str]]:
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def metrics_table(rows: dict[str, dict[str, Any]]) -> str:
+    head = "| source | n | " + " | ".join(t for _, t in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
+    for src, r in rows.items():
+        lines.append(f"| {src} | {r['n']} | " + " | ".join(_fmt(r.get(k)) for k, _ in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def detector_table(
+    per_detector: dict[str, dict[str, dict[str, float | None]]], fused: dict[str, Any], part: str
+) -> str:
+    sources = list(fused)
+    lines = ["| detector | " + " | ".join(sources) + " | mean |", "|" + "---|" * (len(sources) + 2)]
+    for name, parts in per_detector.items():
+        vals = [parts[part].get(s) for s in sources]
+        mean = np.mean([v for v in vals if v is not None])
+        lines.append(f"| {name} | " + " | ".join(_fmt(v) for v in vals) + f" | {mean:.3f} |")
+    vals = [fused[s]["auc"] for s in sources]
+    mean = np.mean([v for v in vals if v is not None])
+    lines.append("| **fused** | " + " | ".join(_fmt(v) for v in vals) + f" | {mean:.3f} |")
+    return "\n".join(lines)
+
+
+def plots(holdout: dict[str, dict[str, dict[str, list[float]]]], band: list[float], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
 
-    with history.open(newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r.get("epoch", "").isdigit()]
-    epochs = [int(r["epoch"]) + 1 for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    a.plot(epochs, [float(r["loss"]) for r in rows])
-    a.set(xlabel="epoch", ylabel="training loss", title="Loss")
-    for key in [k for k in rows[0] if k.startswith("val_auc_")] if rows else []:
-        b.plot(epochs, [float(r[key]) for r in rows], label=key.removeprefix("val_auc_"))
-    b.set(xlabel="epoch", ylabel="validation ROC AUC", title="Validation AUC per source", ylim=(0.4, 1.0))
-    b.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "training.png", dpi=110)
-    plt.close(fig)
-    return rows
+    for part, title in (("leave_one_source_out", "leave-one-source-out hold-outs"), ("test", "test split")):
+        fig, (roc, rel) = plt.subplots(1, 2, figsize=(10, 4.5))
+        for src, d in holdout[part].items():
+            y, p = np.asarray(d["y"]), np.asarray(d["p"])
+            if len(set(y.tolist())) == 2:
+                fpr, tpr, _ = roc_curve(y, p)
+                roc.plot(fpr, tpr, label=src, linewidth=1)
+        roc.plot([0, 1], [0, 1], ":", color="grey")
+        roc.set(xlabel="reals called fake", ylabel="fakes called fake", title=f"ROC, {title}")
+        roc.legend(fontsize=7, loc="lower right")
+        y = np.concatenate([d["y"] for d in holdout[part].values()])
+        p = np.concatenate([d["p"] for d in holdout[part].values()])
+        edges = np.linspace(0, 1, 11)
+        idx = np.clip(np.digitize(p, edges[1:-1]), 0, 9)
+        xs = [p[idx == b].mean() for b in range(10) if (idx == b).sum() >= 5]
+        ys = [y[idx == b].mean() for b in range(10) if (idx == b).sum() >= 5]
+        rel.plot(xs, ys, "o-", label="pooled")
+        rel.plot([0, 1], [0, 1], ":", color="grey")
+        rel.axvspan(band[0], band[1], color="orange", alpha=0.15, label="uncertain band")
+        rel.set(xlabel="score (calibrated P(fake))", ylabel="share fake", title=f"Reliability, {title}")
+        rel.legend(fontsize=7, loc="upper left")
+        fig.tight_layout()
+        fig.savefig(out / f"{part}.png", dpi=110)
+        plt.close(fig)
 
 
-def build(run: Path, test_dir: Path, loso: Path | None, models: Path, out: Path, split: Path) -> str:
-    out.mkdir(parents=True, exist_ok=True)
-    card: dict[str, Any] = json.loads((models / CARD_NAME).read_text())
-    audit = json.loads((split.parent / "audit.json").read_text())
-    history = _history_plot(run / "history.csv", out) if (run / "history.csv").exists() else []
-    test = json.loads((test_dir / "eval.json").read_text())
-    split_counts = counts(read_csv(split))
-    val = card["metrics"]["validation"]
-    lines = [
-        f"# Model report — {card['name']} {card['version']}",
-        "",
-        f"Trained network `models/model.keras`: {card['file_bytes'] / 1e6:.2f} MB, sha256 `{card['sha256']}`.",
-        *(
-            [
-                f"Served model `models/{rt['file']}` (its LiteRT export; largest logit difference from the Keras "
-                f"network on the validation images and probes {rt['max_abs_logit_diff_vs_keras']:.1e}): "
-                f"{rt['file_bytes'] / 1e6:.2f} MB, sha256 `{rt['sha256']}`. The test numbers below were "
-                "measured through the served model.",
-            ]
-            if (rt := card.get("runtime"))
-            else []
-        ),
-        f"Card: [`models/{CARD_NAME}`](../../models/{CARD_NAME}).",
-        "",
-        "## Data and split",
-        "",
-        f"{audit['images']} images from 3 sources; excluded by the audit: {audit['excluded']} "
-        f"(see [audit](../../reports/data/audit.md)). Near-duplicate groups: {audit['groups']} "
-        f"({audit['groups_with_copies']} with copies), dHash bits {audit['dup_bits']}.",
-        "Split by group (near-duplicate group; dfdc source video), stratified by source and label, 80/10/10, "
-        "seeded; validation/test roboflow images within 8 dHash bits of a training image dropped.",
-        "",
-        "| split | images | by source/label |",
-        "|---|---|---|",
+def build(models: Path, out: Path) -> str:
+    card = json.loads((models / CARD_NAME).read_text())
+    holdout = json.loads((out / "holdout.json").read_text())
+    band = card["decision"]["uncertain_band"]
+    plots(holdout, band, out)
+    m = card["metrics"]
+    detectors = "\n".join(f"- **{d['name']}** ({d['kind']}): {d['what']}" for d in card["detectors"])
+    counts = card["data"]["faces_cached"]
+    count_lines = ["| source | train | val | test |", "|---|---|---|---|"] + [
+        f"| {s} | {c['train']} | {c['val']} | {c['test']} |" for s, c in counts.items()
     ]
-    for side, c in split_counts.items():
-        lines.append(f"| {side} | {sum(c.values())} | " + ", ".join(f"{k} {v}" for k, v in c.items()) + " |")
-    lines += [
-        "",
-        "## Model",
-        "",
-        "Two views of one image, both from `deepfake_api.preprocess` (the function the service calls): a "
-        "160 px centre crop at native resolution (short side kept in [160, 320]; JPEGs decoded at the DCT "
-        "scale 1/2-1/8 that keeps the short side >= 288) with a fixed Laplacian high-pass beside the pixels, "
-        "through a fully convolutional branch (a plain full-resolution stem, then depthwise-separable "
-        "convolutions; trained on random 96 px crops); and the whole image at 64 px through a second branch. "
-        "Global pooling, concatenation, a small head, one logit. Trained from scratch (AdamW, cosine "
-        "schedule, BCE), augmentations: flips, down-and-up scaling, JPEG re-compression, blur, colour "
-        "jitter, noise.",
-        "",
-        f"Training: {json.dumps(card['training'].get('args', {}))}; best epoch (mean validation AUC): "
-        f"{card['training'].get('best_epoch')}.",
-        "",
-        "![training](training.png)" if history else "",
-        "",
-        "## Calibration and decision rule (validation only)",
-        "",
-        f"{card['calibration']['method']}: temperature {card['calibration']['temperature']:.3f}, "
-        f"bias {card['calibration'].get('bias', 0.0):.3f}. {card['decision']['rule']}.",
-        f"Validation ({val['n']} images): ECE {val['ece']:.3f} (uncalibrated {val['ece_uncalibrated']:.3f}), "
-        f"accuracy at 0.5 {val['accuracy']:.3f}, uncertain {val['uncertain_share']:.1%}, "
-        f"accuracy outside the band {val['accuracy_outside_band'] or 0:.3f}.",
-        "",
-        "## Test split (group-disjoint; looked at once, after choosing everything on validation)",
-        "",
-        table(test),
-        "",
-        "![ROC](test/roc.png) ![Reliability](test/reliability.png)",
-        "",
-    ]
-    if loso and loso.exists():
-        rows = json.loads(loso.read_text())
-        lines += [
-            "## Leave-one-source-out (train on two sources, score every kept image of the third)",
-            "",
-            "| held-out source | images | ROC AUC | epochs (selected) |",
-            "|---|---|---|---|",
-            *[f"| {r['held_out']} | {r['n']} | {r['auc']:.3f} | {r['epochs']} ({r['selected_epoch']}) |" for r in rows],
-            "",
-        ]
-    return "\n".join(lines)
+    text = f"""# Model report: {card["name"]} {card["version"]}
+
+Generated by `python -m deepfake_api.training.report` from `models/{CARD_NAME}` and
+`docs/model/holdout.json`, both written by `python -m deepfake_api.training.ensemble`.
+
+## What is served
+
+Every face is found (YuNet), aligned onto a 5-point template ({card["faces"]["crop_size"]} px,
+margin {card["faces"]["margin"]}) and read by each detector:
+
+{detectors}
+
+Fusion: {card["fusion"]["method"]}; weights {json.dumps(card["fusion"]["weights"])}, bias
+{card["fusion"]["bias"]:.3f}. Decision: {card["decision"]["rule"]}.
+
+## Data
+
+Faces with a detected face and a split side (the split is group-aware: {card["data"]["split_rule"]});
+{card["data"]["self_blended_pseudo_fakes"]} self-blended pseudo-fakes made from training reals.
+
+{chr(10).join(count_lines)}
+
+## Leave-one-source-out (the yardstick for sources the model never saw)
+
+For each source, every detector and the fusion are fitted without it and score all of its
+faces; fake-only sources (sd-portraits, stylegan3) are ranked against the other sources' test
+reals. The fusion, the calibration and the band are fitted on these hold-out scores.
+
+{metrics_table(m["leave_one_source_out"])}
+
+AUC per detector and fused:
+
+{detector_table(m["per_detector_auc"], m["leave_one_source_out"], "leave_one_source_out")}
+
+![leave-one-source-out](leave_one_source_out.png)
+
+## Test split (sources seen in training, faces never seen)
+
+{metrics_table(m["test"])}
+
+AUC per detector and fused:
+
+{detector_table(m["per_detector_auc"], m["test"], "test")}
+
+![test split](test.png)
+
+## Limitations
+
+{card["limitations"]}
+"""
+    (out / "REPORT.md").write_text(text)
+    return text
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", type=Path, default=Path("runs/main"))
-    ap.add_argument("--test", type=Path, default=Path("docs/model/test"))
-    ap.add_argument("--loso", type=Path, default=Path("docs/model/loso.json"))
-    ap.add_argument("--models", type=Path, default=Path("models"))
-    ap.add_argument("--split", type=Path, default=Path("reports/data/split.csv"))
-    ap.add_argument("--out", type=Path, default=Path("docs/model"))
-    ap.add_argument("--extra", type=Path, help="markdown appended verbatim (experiments table, notes)")
-    args = ap.parse_args(argv)
-    text = build(args.run, args.test, args.loso, args.models, args.out, args.split)
-    if args.extra:
-        text += "\n" + args.extra.read_text()
-    (args.out / "REPORT.md").write_text(text)
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", type=Path, default=Path("models"))
+    p.add_argument("--out", type=Path, default=Path("docs/model"))
+    args = p.parse_args(argv)
+    build(args.models, args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,1 +1,0 @@
-"""Reference implementations the service is measured against."""
