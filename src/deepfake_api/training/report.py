@@ -117,7 +117,8 @@ Fusion: {card["fusion"]["method"]}; weights {json.dumps(card["fusion"]["weights"
 ## Data
 
 Faces with a detected face and a split side (the split is group-aware: {card["data"]["split_rule"]});
-{card["data"]["self_blended_pseudo_fakes"]} self-blended pseudo-fakes made from training reals.
+{card["data"]["self_blended_pseudo_fakes"]} self-blended pseudo-fakes cached from training reals
+(used by the heads: {"yes" if any(d["self_blended_pseudo_fakes"] for d in card["detectors"]) else "no, they lowered leave-one-source-out AUC: see EXPERIMENTS.md"}).
 
 {chr(10).join(count_lines)}
 
