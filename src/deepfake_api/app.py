@@ -8,6 +8,7 @@ import logging
 import logging.handlers
 import queue
 import re
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -45,12 +46,25 @@ The demo page is at [/](/); metrics at [/metrics](/metrics)."""
 _listener: logging.handlers.QueueListener | None = None
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to sys.stderr as it is when a record is written, not as it was when the app was built:
+    an app built in process (the CLI's in-process scorer, tests) outlives a swapped-out stderr."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(settings: Settings) -> logging.StreamHandler:  # type: ignore[type-arg]
     """Log records are queued on the request path and formatted and written by a listener
     thread, so the event loop never formats JSON or blocks on stderr. Returns the writer."""
     global _listener
     flush_logs()
-    handler = logging.StreamHandler()
+    handler = _CurrentStderr()
     if settings.log_json:
         handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
