@@ -52,11 +52,12 @@ class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
 
     @property  # type: ignore[override]
     def stream(self) -> Any:
-        return sys.stderr
+        return self.__dict__.get("_fixed") or sys.stderr
 
     @stream.setter
     def stream(self, value: Any) -> None:
-        pass
+        # setStream() to another stream sticks; sys.stderr itself is followed wherever it points.
+        self.__dict__["_fixed"] = None if value is sys.stderr else value
 
 
 def configure_logging(settings: Settings) -> logging.StreamHandler:  # type: ignore[type-arg]
