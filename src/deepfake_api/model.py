@@ -9,7 +9,6 @@ calibrated P(fake); `decision` says where a score is `uncertain`. Nothing here k
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from deepfake_api import assets, faces, preprocess
+from deepfake_api.assets import sha256_file
 from deepfake_api.detectors import Detector
 from deepfake_api.detectors.clip_head import ClipHeadDetector
 from deepfake_api.detectors.fusion import Fusion, Platt
@@ -26,14 +26,6 @@ from deepfake_api.errors import ModelCardError
 
 Label = Literal["real", "fake", "uncertain"]
 CARD_NAME = "model_card.json"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

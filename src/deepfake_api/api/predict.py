@@ -99,15 +99,16 @@ async def predict(request: Request) -> Response:
     }
     decision = model.decision
     assert decision is not None
+    detectors = model.detector_info()
     prediction = Prediction(
         label=verdict.label,
         score=verdict.score,
         threshold=decision.threshold,
         uncertain_band=(decision.band_low, decision.band_high),
         model=ModelInfo(name=model.name, version=model.version, sha256=model.sha256),
-        detectors=[DetectorInfo(**d) for d in model.detector_info()],
+        detectors=[DetectorInfo(**d) for d in detectors],
         image=image_info(verdict.image),
-        faces=[face_result(f, model.detector_info()) for f in verdict.faces],
+        faces=[face_result(f, detectors) for f in verdict.faces],
         processing_time_ms=round((time.perf_counter() - started) * 1000, 2),
         request_id=request_id_of(request),
         warnings=verdict.image.warnings,

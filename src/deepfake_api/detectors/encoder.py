@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfake_api.assets import sha256_file
 from deepfake_api.errors import ModelCardError
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
@@ -40,8 +41,6 @@ class ClipEncoder:
     def __init__(self, path: Path, *, layers: tuple[int, ...], sha256: str | None = None, threads: int = 1) -> None:
         import onnx
         import onnxruntime as ort
-
-        from deepfake_api.model import sha256_file
 
         self.path = Path(path)
         if not self.path.is_file():

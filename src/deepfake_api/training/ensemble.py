@@ -31,8 +31,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from deepfake_api import assets, faces, preprocess
+from deepfake_api.assets import sha256_file
 from deepfake_api.detectors.fusion import sigmoid
-from deepfake_api.model import CARD_NAME, sha256_file
+from deepfake_api.model import CARD_NAME
 from deepfake_api.training.evalmetrics import ece, summary
 from deepfake_api.training.heads import Cache, choose_c, load_cache
 
@@ -72,7 +73,8 @@ def loso_logits(cache: Cache, keys: tuple[str, ...], sbi: bool) -> dict[str, tup
         others = cache.dataset != src
         head = choose_c(cache, others & (cache.split == "train"), others & (cache.split == "val"), keys, sbi)
         z = head.logits(cache.feats)
-        out[src] = (cache.y[_held_out(cache, src)], z[_held_out(cache, src)])
+        m = _held_out(cache, src)
+        out[src] = (cache.y[m], z[m])
         sys.stderr.write(f"loso {keys} {src}: C={head.c}\n")
     return out
 

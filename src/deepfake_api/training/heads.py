@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from deepfake_api.detectors.clip_head import design
+from deepfake_api.detectors.clip_head import LinearHead, design
 from deepfake_api.detectors.spectrum import spectrum_features
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -103,8 +103,8 @@ class Head:
     c: float
 
     def logits(self, feats: dict[str, np.ndarray]) -> np.ndarray:
-        x = (design(feats, self.keys, normalise=layer_normed(self.keys)) - self.mean) / self.scale
-        return np.asarray(x @ self.coef + self.intercept, np.float64)
+        """Scored by the serving code itself: what is fitted is what is served."""
+        return LinearHead(self.to_json()).logits(feats)
 
     def to_json(self) -> dict[str, object]:
         return {
