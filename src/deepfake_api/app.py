@@ -7,7 +7,6 @@ import atexit
 import logging
 import logging.handlers
 import queue
-import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,26 +14,25 @@ from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
-from pythonjsonlogger.json import JsonFormatter
 
 from deepfake_api import __version__, faces, metrics
 from deepfake_api.api import health, page, predict, problems
 from deepfake_api.api import metrics as metrics_route
-from deepfake_api.api.middleware import RequestContext
+from deepfake_api.api.budget import BodyBudget
+from deepfake_api.api.middleware import HeadAsGet, ProblemCORSMiddleware, RequestContext
 from deepfake_api.config import Settings, get_settings
 from deepfake_api.engine import InferenceEngine
 from deepfake_api.errors import ModelCardError
 from deepfake_api.model import DeepfakeModel, read_card
+from deepfake_api.server import LOG_FORMAT, PathlessJsonFormatter, log_warnings, strip_dirs
 
 log = logging.getLogger("deepfake_api")
-_PATH_DIRS = re.compile(r"(?:/[^/\s:,'\"()]+)+/")
 
 DESCRIPTION = """Upload a face image, get back whether it looks **real**, **fake** or
 **uncertain**, with a calibrated probability (`score`) that it is fake.
@@ -67,7 +65,7 @@ def configure_logging(settings: Settings) -> logging.StreamHandler:  # type: ign
     flush_logs()
     handler = _CurrentStderr()
     if settings.log_json:
-        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(PathlessJsonFormatter(LOG_FORMAT))
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     root = logging.getLogger("deepfake_api")
     root.handlers[:] = [logging.handlers.QueueHandler(records)]
@@ -104,7 +102,7 @@ async def _load(app: FastAPI) -> None:
         await loop.run_in_executor(None, model.warm, tuple(sorted({1, settings.max_batch_size})))
     except Exception as exc:  # liveness turns 503 so an orchestrator restarts the process
         # Told to clients by /health: the reason without the server's directories.
-        app.state.load_error = _PATH_DIRS.sub("", str(exc) if isinstance(exc, ModelCardError) else type(exc).__name__)
+        app.state.load_error = strip_dirs(str(exc) if isinstance(exc, ModelCardError) else type(exc).__name__)
         log.exception("model load failed", extra={"model_path": str(model.path)})
         return
     await engine.start()
@@ -131,6 +129,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None, model: DeepfakeModel | None = None) -> FastAPI:
     settings = settings or get_settings()
     log_handler = configure_logging(settings)
+    log_warnings()
     model = model or DeepfakeModel(
         settings.model_path, threads=settings.inference_threads, assets_dir=settings.assets_dir
     )
@@ -139,6 +138,9 @@ def create_app(settings: Settings | None = None, model: DeepfakeModel | None = N
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # No trailing-slash redirects: they were built from the Host header (an open redirect that
+        # re-sends an upload elsewhere). /health/ is a 404 problem, not a 307.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.log_handler = log_handler
@@ -153,14 +155,16 @@ def create_app(settings: Settings | None = None, model: DeepfakeModel | None = N
         retry_after_s=settings.retry_after_s,
         decode=partial(_analyse, model, settings),
     )
+    app.state.body_budget = BodyBudget(settings.body_budget_bytes)
     app.state.rate_limit, app.state.rate_limiter = _rate_limiter(settings.rate_limit)
     problems.install(app)
     for router in (predict.router, health.router, metrics_route.router, page.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(page.STATIC_DIR)), name="static")
+    app.add_middleware(HeadAsGet)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ProblemCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "X-Request-ID"],
@@ -189,6 +193,7 @@ def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
                     content = resp.get("content", {})
                     if status >= "400" and "application/problem+json" in content and "application/json" in content:
                         content["application/problem+json"] = content.pop("application/json")
+        predict.document_limits(schema, app.state.settings)
         app.openapi_schema = schema
     return app.openapi_schema
 

@@ -24,6 +24,8 @@ from deepfake_api.config import get_settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from deepfake_api.server import uvicorn_options
+
     overrides = {"DEEPFAKE_HOST": args.host, "DEEPFAKE_PORT": args.port, "DEEPFAKE_WORKERS": args.workers}
     overrides["DEEPFAKE_MODEL_PATH"] = args.model
     for key, value in overrides.items():
@@ -39,9 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
             port=settings.port,
             workers=settings.workers,
             log_level=settings.log_level.lower(),
-            timeout_graceful_shutdown=30,
-            access_log=False,  # the app logs one JSON line per request itself
-            server_header=False,
+            **uvicorn_options(settings),
         )
     return 0
 

@@ -11,6 +11,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_MEMORY_MAX = Path("/sys/fs/cgroup/memory.max")
+MEMINFO = Path("/proc/meminfo")
 
 
 def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
@@ -28,6 +30,30 @@ def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
     except (OSError, ValueError):
         pass
     return max(1, cpus)
+
+
+def memory_limit(memory_max: Path = CGROUP_MEMORY_MAX, meminfo: Path = MEMINFO) -> int | None:
+    """Bytes this process may use: the cgroup v2 memory limit (a container's `memory:` / Kubernetes
+    memory limit), else the machine's memory; None when neither can be read."""
+    try:
+        value = memory_max.read_text().strip()
+        if value != "max":
+            return int(value)
+    except (OSError, ValueError):
+        pass
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+BODY_BUDGET_SHARE = 4
+"""Without DEEPFAKE_BODY_BUDGET_BYTES, bodies may hold a quarter of the memory limit (split over the
+workers), at most BODY_BUDGET_CAP each: the model, decoded images and the runtime need the rest."""
+BODY_BUDGET_CAP = 512 * 1024 * 1024
 
 
 _REPO_MODEL = Path(__file__).resolve().parents[2] / "models" / "model_card.json"
@@ -52,6 +78,17 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     """Largest accepted request body; enforced while it streams in (413 beyond)."""
+    body_budget_bytes: int = Field(0, ge=0)
+    """Request-body bytes all requests of one worker may hold at once, reserved before a body is read
+    (its Content-Length, or max_upload_bytes when unknown); beyond it 503 + Retry-After at once.
+    0: a quarter of the container's (or machine's) memory, split over the workers, at most 512 MiB."""
+    max_header_bytes: int = Field(16 * 1024, ge=1024)
+    """Largest request line + headers when served directly (431 beyond)."""
+    header_timeout_s: float = Field(10.0, gt=0)
+    """Longest a client may take to send a request's line and headers (408 and closed beyond)."""
+    forwarded_allow_ips: str = ""
+    """Comma-separated proxy addresses (or "*") whose X-Forwarded-For/-Proto are trusted;
+    empty: none (the default; set it to the proxy's address behind one)."""
     max_pixels: int = Field(40_000_000, ge=10_000)
     """Largest width x height, read from the image header before decoding (413 beyond)."""
     min_side: int = Field(32, ge=1)
@@ -98,6 +135,11 @@ class Settings(BaseSettings):
             self.inference_threads = self.cores_per_worker
         if self.decode_threads == 0:
             self.decode_threads = max(1, self.cores_per_worker // 2)
+        if self.body_budget_bytes == 0:
+            memory = memory_limit() or 4 * BODY_BUDGET_CAP
+            self.body_budget_bytes = min(BODY_BUDGET_CAP, memory // BODY_BUDGET_SHARE // self.workers)
+        # One upload of the largest size must always fit, or it could never be accepted.
+        self.body_budget_bytes = max(self.body_budget_bytes, self.max_upload_bytes)
         return self
 
     @field_validator("api_key")

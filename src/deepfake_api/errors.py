@@ -76,3 +76,23 @@ class RateLimited(DeepfakeError):
 
 class ModelCardError(Exception):
     """The model file and its card do not match (raised at startup, never to a client)."""
+
+
+class UploadBudgetFull(DeepfakeError):
+    status, slug, title = 503, "upload-capacity", "Too many uploads are in progress"
+
+
+class MalformedRequest(DeepfakeError):
+    status, slug, title = 400, "malformed-request", "The HTTP request is malformed"
+
+
+class HeadersTooLarge(DeepfakeError):
+    status, slug, title = 431, "headers-too-large", "The request headers are too large"
+
+
+class HeaderTimeout(DeepfakeError):
+    status, slug, title = 408, "header-timeout", "The request headers did not arrive in time"
+
+
+class CorsRefused(DeepfakeError):
+    status, slug, title = 400, "cors-refused", "The cross-origin request is not allowed"

@@ -38,6 +38,11 @@ IN_FLIGHT = Gauge(
 QUEUE_DEPTH = Gauge(
     "deepfake_inference_queue_depth", "Decoded images waiting for the model", multiprocess_mode="livesum"
 )
+BODY_BYTES_RESERVED = Gauge(
+    "deepfake_body_bytes_reserved",
+    "Request-body bytes reserved against the memory budget (DEEPFAKE_BODY_BUDGET_BYTES)",
+    multiprocess_mode="livesum",
+)
 REJECTED = Counter("deepfake_rejected_total", "Requests refused before inference", ["reason"])
 PREDICTIONS = Counter("deepfake_predictions_total", "Verdicts given", ["label"])
 # A gauge, not an Info: multiprocess mode has no Info. Same sample name and labels as before.

@@ -8,9 +8,13 @@ import time
 import uuid
 from typing import Any
 
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deepfake_api import metrics
+from deepfake_api.errors import CorsRefused
 
 log = logging.getLogger("deepfake_api.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -82,3 +86,47 @@ class RequestContext:
             }
             extra.update(scope["state"].get("log_extra", {}))
             log.info("request", extra=extra)
+
+
+class HeadAsGet:
+    """HEAD on every GET route (probes and monitors use it): served as the GET, headers only."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        scope["method"] = "GET"  # in place: the router's match (route metrics) stays visible outside
+        try:
+            await self.app(scope, receive, headers_only)
+        finally:
+            scope["method"] = "HEAD"
+
+
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS handling; a refused preflight is problem+json instead of plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        reason = bytes(response.body).decode("utf-8", "replace")
+        error = CorsRefused(f"{reason}: this API does not accept cross-origin requests from there.")
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
+        body = {
+            "type": error.type,
+            "title": error.title,
+            "status": error.status,
+            "detail": error.detail,
+        }
+        return JSONResponse(body, status_code=400, headers=headers, media_type="application/problem+json")

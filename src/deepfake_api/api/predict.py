@@ -8,12 +8,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from deepfake_api.api.budget import reserve
 from deepfake_api.api.deps import authorize
 from deepfake_api.api.problems import request_id_of
 from deepfake_api.api.upload import read_upload
 from deepfake_api.engine import FaceVerdict
 from deepfake_api.errors import DeadlineExceeded
-from deepfake_api.faces import ImageFaces
+from deepfake_api.config import Settings
+from deepfake_api.faces import MIN_FACE_SIDE, ImageFaces
 from deepfake_api.preprocess import MEDIA_TYPES
 from deepfake_api.schemas import (
     Box,
@@ -71,6 +73,7 @@ _UPLOAD_BODY: dict[str, Any] = {
         401: {**_PROBLEM, "description": "API key missing or wrong (when one is configured)"},
         408: {**_PROBLEM, "description": "The upload did not arrive within `upload_timeout_s`"},
         413: {**_PROBLEM, "description": "Upload or image too large"},
+        431: {**_PROBLEM, "description": "Request headers too large"},
         415: {**_PROBLEM, "description": "Not an accepted image type"},
         422: {**_PROBLEM, "description": "Corrupt, truncated or too small image"},
         429: {**_PROBLEM, "description": "Rate limit reached (when one is configured)"},
@@ -82,17 +85,27 @@ async def predict(request: Request) -> Response:
     state = request.app.state
     settings, engine, model = state.settings, state.engine, state.model
     authorize(request, settings)
-    upload = await read_upload(request, settings.max_upload_bytes, settings.upload_timeout_s)
-    try:
-        async with asyncio.timeout(settings.request_timeout_s):
-            verdict = await engine.predict(upload.data)
-    except TimeoutError:
-        raise DeadlineExceeded(
-            f"No verdict within {settings.request_timeout_s:g} s; retry later.",
-            headers={"Retry-After": str(settings.retry_after_s)},
-        ) from None
+    held = await reserve(
+        request,
+        state.body_budget,
+        max_bytes=settings.max_upload_bytes,
+        timeout_s=settings.upload_timeout_s,
+        retry_after_s=settings.retry_after_s,
+    )
+    with held:  # the body's bytes count against the budget until the verdict is in
+        upload = await read_upload(request, settings.max_upload_bytes, settings.upload_timeout_s)
+        try:
+            async with asyncio.timeout(settings.request_timeout_s):
+                verdict = await engine.predict(upload.data)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"No verdict within {settings.request_timeout_s:g} s; retry later.",
+                headers={"Retry-After": str(settings.retry_after_s)},
+            ) from None
+        image_bytes = len(upload.data)
+        del upload  # the body is released with its reservation
     request.state.log_extra = {
-        "image_bytes": len(upload.data),
+        "image_bytes": image_bytes,
         "image_format": verdict.image.format,
         "label": verdict.label,
         "faces": len(verdict.faces),
@@ -116,6 +129,25 @@ async def predict(request: Request) -> Response:
     # Already validated on construction: serialize once, skipping FastAPI's second validation
     # against response_model (which still documents the schema).
     return Response(prediction.model_dump_json(), media_type="application/json")
+
+
+def document_limits(schema: dict[str, Any], settings: Settings) -> None:
+    """Put the served limits into the /predict upload schema, so that schema-driven clients and
+    generators know what a valid image is: its bytes (maxLength), sides and pixels (x-image)."""
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    file = body["schema"]["properties"]["file"]
+    file["maxLength"] = settings.max_upload_bytes
+    file["x-image"] = {
+        "media_types": list(MEDIA_TYPES.values()),
+        "min_side": settings.min_side,
+        "max_pixels": settings.max_pixels,
+        "face_min_side": MIN_FACE_SIDE,
+    }
+    file["description"] = (
+        f"One image ({', '.join(MEDIA_TYPES.values())}) of at least {settings.min_side}×{settings.min_side} "
+        f"pixels and at most {settings.max_pixels:,} pixels, up to {settings.max_upload_bytes:,} bytes. "
+        f"Faces smaller than {MIN_FACE_SIDE} px are found but not judged."
+    )
 
 
 def image_info(image: ImageFaces) -> ImageInfo:

@@ -1,0 +1,88 @@
+"""A memory budget for request bodies: bytes reserved across every request in flight in this worker.
+
+A /predict (or batch) request reserves what its body may hold (its Content-Length, or the upload
+limit when it does not say) *before* a byte of the body is read, and releases it when its response
+is ready. When the reservation does not fit, the request is refused with 503 + Retry-After at once:
+its body is read and discarded (never kept), so the client gets the answer rather than a reset
+connection, and memory stays bounded whatever the concurrency and the body sizes. Everything here
+runs on the event loop (no locks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+from starlette.requests import ClientDisconnect, Request
+
+from deepfake_api import metrics
+from deepfake_api.errors import PayloadTooLarge, UploadBudgetFull
+
+
+class BodyBudget:
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit = limit_bytes
+        self.used = 0
+        self.peak = 0
+
+    def try_reserve(self, n: int) -> bool:
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        self.peak = max(self.peak, self.used)
+        metrics.BODY_BYTES_RESERVED.set(self.used)
+        return True
+
+    def release(self, n: int) -> None:
+        self.used -= n
+        metrics.BODY_BYTES_RESERVED.set(self.used)
+
+
+def declared_length(request: Request) -> int | None:
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isdigit() else None
+
+
+@contextmanager
+def _held(budget: BodyBudget, n: int) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        budget.release(n)
+
+
+async def reserve(
+    request: Request, budget: BodyBudget, *, max_bytes: int, timeout_s: float, retry_after_s: int
+) -> AbstractContextManager[None]:
+    """A context manager holding this request's share of the budget, or UploadBudgetFull (503) after
+    the body has been discarded. A declared length over `max_bytes` is 413 before anything is read."""
+    declared = declared_length(request)
+    if declared is not None and declared > max_bytes:
+        raise PayloadTooLarge(f"The upload exceeds the limit of {max_bytes} bytes ({max_bytes / 1048576:.1f} MiB).")
+    need = declared if declared is not None else max_bytes
+    if budget.try_reserve(need):
+        return _held(budget, need)
+    metrics.REJECTED.labels("upload_budget").inc()
+    headers = {"Retry-After": str(retry_after_s)}
+    if not await _discard(request, max_bytes, timeout_s):
+        headers["Connection"] = "close"
+    raise UploadBudgetFull(
+        f"Uploads in progress hold this worker's body budget ({budget.limit / 1048576:.0f} MiB); retry shortly.",
+        headers=headers,
+    )
+
+
+async def _discard(request: Request, max_bytes: int, timeout_s: float) -> bool:
+    """Read the body and drop it, so the refusal reaches a client that is still sending. False when
+    it could not be read to its end (too long, too slow, gone): the connection is then closed."""
+    seen = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                seen += len(chunk)
+                if seen > max_bytes:
+                    return False
+    except (TimeoutError, ClientDisconnect):
+        return False
+    return True
