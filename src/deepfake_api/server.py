@@ -58,9 +58,7 @@ class PathlessJsonFormatter(JsonFormatter):
 def log_config(settings: Settings) -> dict[str, Any]:
     """dictConfig for uvicorn.run: uvicorn's loggers and the root (libraries) write JSON to stderr.
     The app's own `deepfake_api` logger has its queued handler (app.configure_logging)."""
-    formatter = (
-        {"()": PathlessJsonFormatter, "fmt": LOG_FORMAT} if settings.log_json else {"format": LOG_FORMAT}
-    )
+    formatter = {"()": PathlessJsonFormatter, "fmt": LOG_FORMAT} if settings.log_json else {"format": LOG_FORMAT}
     handler = {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
     return {
         "version": 1,
@@ -131,9 +129,7 @@ class GuardedH11Protocol(H11Protocol):
             pending = self.conn.trailing_data[0] + data  # at most max_header_bytes + one read
             end = pending.find(b"\r\n\r\n")
             if (end if end >= 0 else len(pending)) > self.max_header_bytes:
-                self._refuse(
-                    HeadersTooLarge(f"The request line and headers exceed {self.max_header_bytes} bytes.")
-                )
+                self._refuse(HeadersTooLarge(f"The request line and headers exceed {self.max_header_bytes} bytes."))
                 return
         super().data_received(data)
         if self.transport.is_closing():

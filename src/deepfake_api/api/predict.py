@@ -12,9 +12,9 @@ from deepfake_api.api.budget import reserve
 from deepfake_api.api.deps import authorize
 from deepfake_api.api.problems import request_id_of
 from deepfake_api.api.upload import read_upload
+from deepfake_api.config import Settings
 from deepfake_api.engine import FaceVerdict
 from deepfake_api.errors import DeadlineExceeded
-from deepfake_api.config import Settings
 from deepfake_api.faces import MIN_FACE_SIDE, ImageFaces
 from deepfake_api.preprocess import MEDIA_TYPES
 from deepfake_api.schemas import (
