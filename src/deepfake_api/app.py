@@ -30,7 +30,7 @@ from deepfake_api.config import Settings, get_settings
 from deepfake_api.engine import InferenceEngine
 from deepfake_api.errors import ModelCardError
 from deepfake_api.model import DeepfakeModel, read_card
-from deepfake_api.server import LOG_FORMAT, PathlessJsonFormatter, log_warnings, strip_dirs
+from deepfake_api.server import LOG_FORMAT, PathlessJsonFormatter, bound_heap, log_warnings, strip_dirs
 
 log = logging.getLogger("deepfake_api")
 
@@ -130,6 +130,7 @@ def create_app(settings: Settings | None = None, model: DeepfakeModel | None = N
     settings = settings or get_settings()
     log_handler = configure_logging(settings)
     log_warnings()
+    bound_heap()
     model = model or DeepfakeModel(
         settings.model_path, threads=settings.inference_threads, assets_dir=settings.assets_dir
     )

@@ -174,6 +174,25 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
+M_MMAP_THRESHOLD = -3
+HEAP_MMAP_THRESHOLD = 1024 * 1024
+
+
+def bound_heap() -> bool:
+    """Keep big buffers (upload bodies, decoded images) out of the heap: glibc serves allocations over
+    a fixed 1 MiB from mmap and gives them back on free. By default the threshold rises to the size
+    of the last big buffer freed (up to 32 MiB), so later 10 MB bodies came from the heap and left it
+    fragmented: peak RSS reached the body budget twice over. Setting it fixes it. glibc only."""
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD))
+    except (OSError, AttributeError):
+        return False
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     trusted = settings.forwarded_allow_ips.strip()
     return {
