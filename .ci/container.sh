@@ -176,6 +176,19 @@ say "container HEALTHCHECK: healthy $(($(date +%s) - up_start)) s after 'up'"
 stage "compose: checks"
 check_predict || fail "/predict check failed under docker-compose"
 api=$(docker-compose ps -q api 2>/dev/null | head -1)
+proxy=$(docker-compose ps -q proxy 2>/dev/null | head -1)
+
+stage "compose: 128 concurrent 9.5 MB uploads and hostile headers through the proxy"
+"$PY" -m bench.memory --url "$URL" --rounds 1 --concurrency 128 --header-clients 8 --json "$WORK/memory.json" \
+  | tail -4 || fail "big uploads through the proxy: an answer other than 200/503, or a connection error"
+for c in "$api" "$proxy"; do
+  state=$(docker inspect -f '{{.Name}} OOMKilled={{.State.OOMKilled}} restarts={{.RestartCount}} running={{.State.Running}}' "$c")
+  say "after the upload storm: $state"
+  case "$state" in *"OOMKilled=false restarts=0 running=true"*) ;; *) fail "a container died under big uploads: $state";; esac
+done
+say "api cgroup memory peak: $(docker exec "$api" cat /sys/fs/cgroup/memory.peak 2>/dev/null || echo n/a) bytes (limit $(docker inspect -f '{{.HostConfig.Memory}}' "$api"))"
+say "proxy cgroup memory peak: $(docker exec "$proxy" cat /sys/fs/cgroup/memory.peak 2>/dev/null || echo n/a) bytes (limit $(docker inspect -f '{{.HostConfig.Memory}}' "$proxy"))"
+check_predict || fail "/predict check failed after the upload storm"
 uid=$(docker exec "$api" id -u)
 [ "$uid" != 0 ] || fail "the api container runs as root"
 say "api runs as uid $uid (image user '$(docker inspect -f '{{.Config.User}}' "$api")')"

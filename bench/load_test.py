@@ -35,7 +35,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
-
 from tests.utils.faces import face_jpeg
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -207,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         v["held_max_s"] <= args.header_hold  # type: ignore[index]
         for v in result.get("headers", {}).values()  # type: ignore[attr-defined]
     )
-    print(f"uploads only 200/503: {'PASS' if uploads_ok else 'FAIL'}; header clients let go: "
-          f"{'PASS' if held_ok else 'FAIL'}")
+    print(
+        f"uploads only 200/503: {'PASS' if uploads_ok else 'FAIL'}; header clients let go: "
+        f"{'PASS' if held_ok else 'FAIL'}"
+    )
     return 0 if uploads_ok and held_ok else 1
 
 

@@ -29,6 +29,7 @@ from deepfake_api.api.middleware import HeadAsGet, ProblemCORSMiddleware, Reques
 from deepfake_api.config import Settings, get_settings
 from deepfake_api.engine import InferenceEngine
 from deepfake_api.errors import ModelCardError
+from deepfake_api.fetch import FetchPolicy, Resolver, SafeFetcher, system_resolve
 from deepfake_api.model import DeepfakeModel, read_card
 from deepfake_api.server import LOG_FORMAT, PathlessJsonFormatter, bound_heap, log_warnings, strip_dirs
 
@@ -121,12 +122,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if not loader.done():
             loader.cancel()
+        await app.state.fetcher.aclose()
         await app.state.engine.stop()
         log.info("stopped")
         flush_logs(keep_logging=True)
 
 
-def create_app(settings: Settings | None = None, model: DeepfakeModel | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, model: DeepfakeModel | None = None, *, resolve: Resolver = system_resolve
+) -> FastAPI:
+    """The app. `resolve` is how /predict/url looks up host names (tests pass a stub resolver)."""
     settings = settings or get_settings()
     log_handler = configure_logging(settings)
     log_warnings()
@@ -157,6 +162,7 @@ def create_app(settings: Settings | None = None, model: DeepfakeModel | None = N
         decode=partial(_analyse, model, settings),
     )
     app.state.body_budget = BodyBudget(settings.body_budget_bytes)
+    app.state.fetcher = SafeFetcher(fetch_policy(settings), resolve)
     app.state.rate_limit, app.state.rate_limiter = _rate_limiter(settings.rate_limit)
     problems.install(app)
     for router in (predict.router, health.router, metrics_route.router, page.router):
@@ -174,6 +180,17 @@ def create_app(settings: Settings | None = None, model: DeepfakeModel | None = N
     app.add_middleware(RequestContext)
     app.openapi = partial(_openapi_with_problems, app)  # type: ignore[method-assign]
     return app
+
+
+def fetch_policy(settings: Settings) -> FetchPolicy:
+    return FetchPolicy(
+        max_bytes=settings.max_upload_bytes,
+        timeout_s=settings.url_timeout_s,
+        max_redirects=settings.url_max_redirects,
+        allow_hosts=settings.url_allow_hosts,
+        deny_hosts=settings.url_deny_hosts,
+        allow_ports=settings.url_allow_ports,
+    )
 
 
 def _analyse(model: DeepfakeModel, settings: Settings, data: bytes) -> faces.ImageFaces:

@@ -82,6 +82,20 @@ class Settings(BaseSettings):
     """Request-body bytes all requests of one worker may hold at once, reserved before a body is read
     (its Content-Length, or max_upload_bytes when unknown); beyond it 503 + Retry-After at once.
     0: a quarter of the container's (or machine's) memory, split over the workers, at most 512 MiB."""
+    max_batch_files: int = Field(16, ge=1, le=256)
+    """Files in one /predict/batch request (or URLs in one /predict/url request)."""
+    max_batch_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    """Largest /predict/batch body (413 beyond); each file is still held to max_upload_bytes."""
+    url_timeout_s: float = Field(10.0, gt=0)
+    """Whole fetch of one image by URL, redirects included."""
+    url_max_redirects: int = Field(3, ge=0, le=10)
+    url_allow_hosts: list[str] = []
+    """When set, /predict/url fetches only from these hosts (`example.com`, or `.example.com` for its
+    subdomains), and they may resolve to private addresses; empty: any host with public addresses."""
+    url_deny_hosts: list[str] = []
+    """Hosts /predict/url never fetches from."""
+    url_allow_ports: list[int] = [80, 443]
+    """Ports a URL may name (hosts on url_allow_hosts may use any)."""
     max_header_bytes: int = Field(16 * 1024, ge=1024)
     """Largest request line + headers when served directly (431 beyond)."""
     header_timeout_s: float = Field(10.0, gt=0)
@@ -138,8 +152,8 @@ class Settings(BaseSettings):
         if self.body_budget_bytes == 0:
             memory = memory_limit() or 4 * BODY_BUDGET_CAP
             self.body_budget_bytes = min(BODY_BUDGET_CAP, memory // BODY_BUDGET_SHARE // self.workers)
-        # One upload of the largest size must always fit, or it could never be accepted.
-        self.body_budget_bytes = max(self.body_budget_bytes, self.max_upload_bytes)
+        # One upload (and one batch) of the largest size must always fit, or it could never be accepted.
+        self.body_budget_bytes = max(self.body_budget_bytes, self.max_upload_bytes, self.max_batch_bytes)
         return self
 
     @field_validator("api_key")

@@ -96,3 +96,28 @@ class HeaderTimeout(DeepfakeError):
 
 class CorsRefused(DeepfakeError):
     status, slug, title = 400, "cors-refused", "The cross-origin request is not allowed"
+
+
+# Images by URL: every failure of a fetch the client asked for is a 4xx with its own type.
+class UrlInvalid(DeepfakeError):
+    status, slug, title = 422, "url-invalid", "The URL cannot be fetched"
+
+
+class UrlForbidden(DeepfakeError):
+    status, slug, title = 403, "url-forbidden", "The URL points where this service does not fetch"
+
+
+class UrlUnreachable(DeepfakeError):
+    status, slug, title = 422, "url-unreachable", "The URL could not be fetched"
+
+
+class UrlTimeout(DeepfakeError):
+    status, slug, title = 422, "url-timeout", "The URL did not answer in time"
+
+
+class UrlTooLarge(DeepfakeError):
+    status, slug, title = 413, "url-too-large", "The image at the URL is too large"
+
+
+class UrlNotAnImage(DeepfakeError):
+    status, slug, title = 415, "url-not-an-image", "The URL does not hold an accepted image"

@@ -5,7 +5,7 @@ were added. Fields are otherwise only ever added, never renamed or removed."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -114,3 +114,42 @@ class Problem(BaseModel):
     instance: str = Field(examples=["/predict"])
     request_id: str = Field(examples=["6f1c2e0d9a4b4f0f8a3e2b1c0d9e8f7a"])
     errors: list[dict[str, object]] | None = None
+
+
+class SlotResult(BaseModel):
+    """One file (or URL) of a batch: its prediction, or its problem."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    index: int = Field(ge=0, description="Position of the file or URL in the request")
+    filename: str | None = Field(None, description="The part's filename, for uploads")
+    url: str | None = Field(None, description="The URL, for images by URL")
+    status: int = Field(description="200, or the status the problem would have had alone", examples=[200])
+    prediction: Prediction | None = None
+    problem: Problem | None = None
+
+
+class BatchResult(BaseModel):
+    """One result per file or URL, in the order sent."""
+
+    schema_version: Literal["2"] = SCHEMA_VERSION
+    results: list[SlotResult]
+    request_id: str
+
+
+class UrlRequest(BaseModel):
+    """One image by URL: answered with a prediction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2048, pattern=r"^https?://", examples=["https://example.com/face.jpg"])
+
+
+class UrlsRequest(BaseModel):
+    """Several images by URL: answered with one result per URL, in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    urls: list[Annotated[str, Field(max_length=2048, pattern=r"^https?://")]] = Field(
+        min_length=1, examples=[["https://example.com/a.jpg", "https://example.com/b.jpg"]]
+    )

@@ -49,7 +49,7 @@ async def test_a_body_that_does_not_fit_the_budget_is_refused_before_it_is_kept(
     (its body read and dropped), and the first is still judged once it arrives."""
     image = face_jpeg()
     body, ctype = multipart([file_part(image)])
-    app = build_app(max_upload_bytes=UPLOAD_LIMIT, body_budget_bytes=UPLOAD_LIMIT)
+    app = build_app(max_upload_bytes=UPLOAD_LIMIT, max_batch_bytes=UPLOAD_LIMIT, body_budget_bytes=UPLOAD_LIMIT)
     async with serving_async(app) as client:
         held = HeldBody(body)
         first = asyncio.create_task(
@@ -77,13 +77,14 @@ def test_the_default_budget_follows_the_memory_limit() -> None:
     limit = memory_limit()
     assert limit is not None and limit > 0
     s = Settings(workers=2)
-    assert s.body_budget_bytes == max(s.max_upload_bytes, min(BODY_BUDGET_CAP, limit // 4 // 2))
+    assert s.body_budget_bytes == max(s.max_upload_bytes, s.max_batch_bytes, min(BODY_BUDGET_CAP, limit // 4 // 2))
 
 
 def test_the_budget_always_fits_one_upload() -> None:
     from deepfake_api.config import Settings
 
-    assert Settings(body_budget_bytes=1024, max_upload_bytes=4096).body_budget_bytes == 4096
+    s = Settings(body_budget_bytes=1024, max_upload_bytes=4096, max_batch_bytes=8192)
+    assert s.body_budget_bytes == 8192
 
 
 @pytest.fixture(scope="module")

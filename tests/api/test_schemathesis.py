@@ -24,6 +24,7 @@ from deepfake_api.preprocess import MEDIA_TYPES
 from tests.utils.apps import build_app
 from tests.utils.images import encode, noise_rgb
 
+URL_ROUTE = "/predict/url"
 EXAMPLES = {GenerationMode.POSITIVE: 250, GenerationMode.NEGATIVE: 250}
 
 
@@ -40,15 +41,16 @@ for _fmt, _media_type in MEDIA_TYPES.items():
     schemathesis.openapi.media_type(_media_type, _image(_fmt))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def api_schema() -> Iterator[schemathesis.schemas.BaseSchema]:
     app = build_app()
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app's lifespan
-    with asgi.get_client(app) as client:
-        deadline = time.monotonic() + 300  # loading the model is slow on a busy machine
-        while client.get("/health/ready").status_code != 200:
-            assert time.monotonic() < deadline, "the app did not become ready"
-            time.sleep(0.05)
+    # Not `with`: entering the client would run a second lifespan, and leaving it stop the engine.
+    client = asgi.get_client(app)
+    deadline = time.monotonic() + 300  # loading the model is slow on a busy machine
+    while client.get("/health/ready").status_code != 200:
+        assert time.monotonic() < deadline, "the app did not become ready"
+        time.sleep(0.05)
     yield schema
     asgi.shutdown_lifespans()
 
@@ -58,8 +60,11 @@ def test_the_app_conforms_to_its_openapi_schema(
     api_schema: schemathesis.schemas.BaseSchema, mode: GenerationMode
 ) -> None:
     seen: Counter[tuple[str, int]] = Counter()
+    # /predict/url fetches what it is given: schema-valid URLs name hosts that do not exist (422 by
+    # design, and real DNS lookups). Its positive cases are the tests of test_batch_url.py.
+    schema = api_schema.exclude(path=URL_ROUTE) if mode is GenerationMode.POSITIVE else api_schema
 
-    @given(case=api_schema.as_strategy(mode))
+    @given(case=schema.as_strategy(mode))
     @settings(
         max_examples=EXAMPLES[mode],
         deadline=None,
@@ -74,7 +79,7 @@ def test_the_app_conforms_to_its_openapi_schema(
     statuses = {status for _, status in seen}
     assert not any(500 <= s for s in statuses), seen
     if mode is GenerationMode.POSITIVE:
-        operations = {result.ok().label for result in api_schema.get_all_operations()}
+        operations = {result.ok().label for result in schema.get_all_operations()}
         assert {label for label, _ in seen} == operations, seen
         assert seen[("POST /predict", 200)] > 0, seen
     else:

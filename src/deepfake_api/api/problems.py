@@ -45,6 +45,18 @@ def problem(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
+def problem_body(request: Request, exc: DeepfakeError) -> dict[str, Any]:
+    """The problem object of a domain error, for a slot of a batch result."""
+    return {
+        "type": exc.type,
+        "title": exc.title,
+        "status": exc.status,
+        "detail": exc.detail,
+        "instance": request.url.path,
+        "request_id": request_id_of(request),
+    }
+
+
 async def _domain(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DeepfakeError)
     return problem(request, status=exc.status, slug=exc.slug, title=exc.title, detail=exc.detail, headers=exc.headers)

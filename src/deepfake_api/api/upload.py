@@ -9,12 +9,14 @@ when it has not all arrived within the time limit.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from deepfake_api.errors import InvalidUpload, PayloadTooLarge, UnsupportedMediaType, UploadTimeout
+from deepfake_api.errors import DeepfakeError, InvalidUpload, PayloadTooLarge, UnsupportedMediaType, UploadTimeout
 
 FIELD = "file"
 MAX_PARTS = 16
@@ -31,29 +33,42 @@ class Upload:
 
 
 @dataclass
+class FileSlot:
+    """One file of a batch: its upload, or why it was refused (the others are still judged)."""
+
+    filename: str
+    upload: Upload | None = None
+    error: DeepfakeError | None = None
+
+
+@dataclass
 class _Part:
     headers: dict[bytes, bytes] = field(default_factory=dict)
     data: bytearray = field(default_factory=bytearray)
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
+    size: int = 0  # bytes seen; data stops growing past the per-file limit
 
 
 class _Collector:
-    def __init__(self) -> None:
+    def __init__(self, max_parts: int = MAX_PARTS, per_part: int | None = None) -> None:
         self.parts: list[_Part] = []
         self.ended = False
+        self.max_parts = max_parts
+        self.per_part = per_part
         self._name = b""
         self._value = b""
 
     def on_part_begin(self) -> None:
-        if len(self.parts) >= MAX_PARTS:
-            raise InvalidUpload(f"The form has more than {MAX_PARTS} parts; send one file in '{FIELD}'.")
+        if len(self.parts) >= self.max_parts:
+            raise InvalidUpload(f"The form has more than {self.max_parts} parts.")
         self.parts.append(_Part())
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        self.parts[-1].data += memoryview(data)[start:end]
+        part = self.parts[-1]
+        part.size += end - start
+        if self.per_part is None or part.size <= self.per_part:
+            part.data += memoryview(data)[start:end]
+        elif part.data:
+            part.data = bytearray()  # over the per-file limit: its bytes are dropped as they come
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._name += data[start:end]
@@ -75,9 +90,30 @@ def _too_large(limit: int) -> PayloadTooLarge:
 
 async def read_upload(request: Request, max_bytes: int, timeout_s: float) -> Upload:
     """The single file in field `file` of a multipart/form-data body, all of it within `timeout_s`."""
+    async with _upload_deadline(timeout_s):
+        return _single_file((await _read(request, max_bytes, _Collector())).parts)
+
+
+async def read_uploads(
+    request: Request, *, max_bytes: int, per_file: int, max_files: int, timeout_s: float
+) -> list[FileSlot]:
+    """Every file in fields `file` of a multipart/form-data body, in order: a file over `per_file`
+    bytes, empty or not named is refused in its slot; the body as a whole may hold `max_bytes`."""
+    async with _upload_deadline(timeout_s):
+        collector = await _read(request, max_bytes, _Collector(max_parts=max_files + 4, per_part=per_file))
+    slots = [_slot(part, opts, per_file) for part, opts in _file_parts(collector.parts)]
+    if not slots:
+        raise _no_file(collector.parts)
+    if len(slots) > max_files:
+        raise InvalidUpload(f"Send at most {max_files} files in one batch; got {len(slots)}.")
+    return slots
+
+
+@asynccontextmanager
+async def _upload_deadline(timeout_s: float) -> AsyncIterator[None]:
     try:
         async with asyncio.timeout(timeout_s):
-            return await _read(request, max_bytes)
+            yield
     except TimeoutError:
         raise UploadTimeout(
             f"The upload took longer than {timeout_s:g} s to arrive; send it again.",
@@ -85,7 +121,7 @@ async def read_upload(request: Request, max_bytes: int, timeout_s: float) -> Upl
         ) from None
 
 
-async def _read(request: Request, max_bytes: int) -> Upload:
+async def _read(request: Request, max_bytes: int, collector: _Collector) -> _Collector:
     media, params = parse_options_header(request.headers.get("content-type", ""))
     if media != b"multipart/form-data" or not params.get(b"boundary"):
         raise UnsupportedMediaType(
@@ -94,7 +130,6 @@ async def _read(request: Request, max_bytes: int) -> Upload:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
-    collector = _Collector()
     received = 0
     try:
         # Inside the try: the parser refuses some boundaries (e.g. over 256 bytes) when built.
@@ -123,29 +158,49 @@ async def _read(request: Request, max_bytes: int) -> Upload:
         raise InvalidUpload(f"The multipart body is malformed ({type(exc).__name__}).") from None
     if not collector.ended:  # python-multipart's finalize() does not check for the closing boundary
         raise InvalidUpload("The multipart body ends before its closing boundary; the upload is incomplete.")
-    return _single_file(collector.parts)
+    return collector
 
 
-def _single_file(parts: list[_Part]) -> Upload:
-    files = []
-    names = []
+def _file_parts(parts: list[_Part]) -> list[tuple[_Part, dict[bytes, bytes]]]:
+    out = []
     for part in parts:
         _, opts = parse_options_header(part.headers.get(b"content-disposition", b""))
-        name = opts.get(b"name", b"").decode("latin-1")
-        names.append(name)
-        if name == FIELD:
-            files.append((part, opts))
-    if not files:
-        seen = ", ".join(repr(n) for n in names) or "none"
-        raise InvalidUpload(f"No field named '{FIELD}' in the form (fields seen: {seen}).")
-    if len(files) > 1:
-        raise InvalidUpload(f"Send exactly one file in '{FIELD}'; got {len(files)}. Use one request per image.")
-    part, opts = files[0]
-    if part.size == 0:
-        raise InvalidUpload("The uploaded file is empty.")
+        if opts.get(b"name", b"") == FIELD.encode():
+            out.append((part, opts))
+    return out
+
+
+def _no_file(parts: list[_Part]) -> InvalidUpload:
+    names = [parse_options_header(p.headers.get(b"content-disposition", b""))[1].get(b"name", b"") for p in parts]
+    seen = ", ".join(repr(n.decode("latin-1")) for n in names) or "none"
+    return InvalidUpload(f"No field named '{FIELD}' in the form (fields seen: {seen}).")
+
+
+def _upload_of(part: _Part, opts: dict[bytes, bytes]) -> Upload:
     ctype, _ = parse_options_header(part.headers.get(b"content-type", b"application/octet-stream"))
     return Upload(
         filename=opts.get(b"filename", b"").decode("utf-8", "replace"),
         content_type=ctype.decode("latin-1"),
         data=part.data,
     )
+
+
+def _slot(part: _Part, opts: dict[bytes, bytes], per_file: int) -> FileSlot:
+    upload = _upload_of(part, opts)
+    if part.size > per_file:
+        return FileSlot(upload.filename, error=_too_large(per_file))
+    if part.size == 0:
+        return FileSlot(upload.filename, error=InvalidUpload("The uploaded file is empty."))
+    return FileSlot(upload.filename, upload=upload)
+
+
+def _single_file(parts: list[_Part]) -> Upload:
+    files = _file_parts(parts)
+    if not files:
+        raise _no_file(parts)
+    if len(files) > 1:
+        raise InvalidUpload(f"Send exactly one file in '{FIELD}'; got {len(files)}. Use one request per image.")
+    part, opts = files[0]
+    if part.size == 0:
+        raise InvalidUpload("The uploaded file is empty.")
+    return _upload_of(part, opts)
