@@ -166,3 +166,53 @@ def test_predict_prints_one_row_per_face_and_no_face_for_a_faceless_image(
     assert [f["face"] for f in faces] == ["1", "2", "3"] and all(f["file"] == str(group) for f in faces)
     assert re.match(rf"^{re.escape(str(empty))}\s+-\s+-\s+no_face\s+-$", lines[3])
     assert code in (0, 1)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.jpg").write_bytes(face_jpeg(1))
+    (root / "sub" / "b.png").write_bytes(png_of(face_jpeg(2)))
+    (root / "sub" / "broken.jpg").write_bytes(TEXT)
+    (root / "notes.md").write_bytes(TEXT)  # not an image suffix: not walked
+    return root
+
+
+def test_predict_walks_a_folder_writes_a_csv_row_per_face_and_shows_progress_on_stderr(
+    capsys: pytest.CaptureFixture[str], folder: Path, tmp_path: Path
+) -> None:
+    out_csv = tmp_path / "out.csv"
+    code, out, err = _run(capsys, folder, "--model", MODEL_PATH, "--csv", out_csv, "--batch", "2")
+    assert code == 2  # one file is not an image
+    assert "3/3" in err and "img" in err  # tqdm's bar, on stderr only
+    assert "3/3" not in out
+    import csv
+
+    with out_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    files = [r["file"] for r in rows]
+    assert files == [str(folder / "a.jpg"), str(folder / "sub" / "b.png"), str(folder / "sub" / "broken.jpg")]
+    face_rows = rows[:2]
+    for r in face_rows:
+        assert r["face"] == "1" and r["status"] == "judged"
+        assert r["label"] in {"real", "fake", "uncertain"} and 0 <= float(r["score"]) <= 1
+        assert int(r["width"]) > 40
+        assert any(k.startswith("detector:") and r[k] for k in r)
+    assert rows[2]["label"] == "error" and "Unsupported" in rows[2]["error"]
+
+
+def test_predict_through_a_service_in_batches_writes_jsonl(
+    capsys: pytest.CaptureFixture[str], folder: Path, tmp_path: Path, live_server: str
+) -> None:
+    out = tmp_path / "out.jsonl"
+    code, _, err = _run(
+        capsys, folder, "--url", live_server, "--jsonl", out, "--batch", "2", "--concurrency", "2", "--quiet"
+    )
+    assert code == 2
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(r["file"]).name for r in lines] == ["a.jpg", "b.png", "broken.jpg"]
+    expected = _api(live_server, folder / "a.jpg")
+    assert lines[0]["score"] == pytest.approx(expected["score"], abs=1e-6)
+    assert lines[2]["problem"]["status"] == 415
+    assert "3/3" in err

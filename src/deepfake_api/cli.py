@@ -1,7 +1,8 @@
 """deepfake-api: serve the API, judge images from the shell, evaluate on a labelled folder.
 
 deepfake-api serve [--host H] [--port P] [--workers N] [--model PATH]
-deepfake-api predict FILE... [--url URL] [--json]   exit 0: none fake, 1: some fake, 2: error
+deepfake-api predict FILE_OR_DIR... [--url URL] [--csv F] [--jsonl F] [--json]
+                                              exit 0: none fake, 1: some fake, 2: some error
 deepfake-api evaluate DIR [--url URL] [--out DIR]
 """
 
@@ -69,32 +70,122 @@ def _metrics_dir(workers: int) -> Iterator[None]:
             shutil.rmtree(path, ignore_errors=True)
 
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def image_files(inputs: list[str]) -> list[Path]:
+    """Files as given, and every image file under each folder (sorted, recursively)."""
+    out: list[Path] = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(path)  # a missing or unreadable file is reported in its row
+    return out
+
+
 def _predict(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
     from deepfake_api.client import ScoreError, make_scorer
 
+    paths = image_files(args.files)
+    if not paths and not args.image_url:
+        print("error: no image files found", file=sys.stderr)
+        return 2
     try:
         scorer = make_scorer(args.url, args.model or get_settings().model_path, args.api_key)
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    rows, failed, fake = [], False, False
-    try:
-        for name in args.files:
-            path = Path(name)
+    batches = [paths[i : i + args.batch] for i in range(0, len(paths), args.batch)]
+    url_batches = [args.image_url[i : i + args.batch] for i in range(0, len(args.image_url), args.batch)]
+
+    def run(batch: list[Path]) -> list[dict[str, Any]]:
+        files, rows = [], {}
+        for path in batch:
             try:
-                body = scorer.score(path.read_bytes(), path.name)
-                fake = fake or body["label"] == "fake"
-                rows.append({"file": name, **body})
-            except (OSError, ScoreError) as exc:
-                failed = True
-                rows.append({"file": name, "error": str(exc)})
+                files.append((str(path), path.read_bytes()))
+            except OSError as exc:
+                rows[str(path)] = {"file": str(path), "error": f"cannot read: {exc.strerror or exc}"}
+        try:
+            scored = scorer.score_many([(Path(n).name, d) for n, d in files]) if files else []
+        except ScoreError as exc:
+            scored = [{"error": str(exc)} for _ in files]
+        rows.update({name: {"file": name, **body} for (name, _), body in zip(files, scored, strict=True)})
+        return [rows[str(p)] for p in batch]
+
+    def run_urls(batch: list[str]) -> list[dict[str, Any]]:
+        try:
+            return [{"file": u, **body} for u, body in zip(batch, scorer.score_urls(batch), strict=True)]
+        except ScoreError as exc:
+            return [{"file": u, "error": str(exc)} for u in batch]
+
+    rows: list[dict[str, Any]] = []
+    total = len(paths) + len(args.image_url)
+    bar = tqdm(total=total, unit="img", file=sys.stderr, disable=args.no_progress, mininterval=0.5)
+    try:
+        # In-process there is one model: concurrency would only interleave the same work.
+        workers = max(1, args.concurrency if args.url else 1)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            jobs = [pool.submit(run, b) for b in batches] + [pool.submit(run_urls, b) for b in url_batches]
+            for job in jobs:  # in order, so rows keep the order of the inputs
+                done = job.result()
+                rows.extend(done)
+                bar.update(len(done))
     finally:
+        bar.close()
         scorer.close()
+    failed = any("error" in r for r in rows)
+    fake = any(r.get("label") == "fake" for r in rows)
+    if args.csv:
+        write_csv(args.csv, rows)
+    if args.jsonl:
+        with args.jsonl.open("w") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
     if args.json:
         print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
-    else:
+    elif not args.quiet:
         _print_faces(rows)
     return 2 if failed else 1 if fake else 0
+
+
+CSV_FIELDS = ["file", "face", "x", "y", "width", "height", "status", "label", "score", "error"]
+
+
+def csv_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """One CSV row per face (with each detector's score), or one for an image without faces or in error."""
+    if "error" in row:
+        return [{"file": row["file"], "label": "error", "error": row["error"]}]
+    out = []
+    for i, f in enumerate(row.get("faces", []), 1):
+        b = f["box"]
+        line: dict[str, Any] = {
+            "file": row["file"],
+            "face": i,
+            "status": f["status"],
+            "label": f["label"] or f["status"],
+        }
+        line.update({"x": round(b["x"]), "y": round(b["y"]), "width": round(b["width"]), "height": round(b["height"])})
+        line["score"] = "" if f["score"] is None else f"{f['score']:.4f}"
+        line.update({f"detector:{d['name']}": f"{d['score']:.4f}" for d in f.get("detectors", [])})
+        out.append(line)
+    return out or [{"file": row["file"], "label": row["label"], "score": ""}]
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    import csv
+
+    lines = [line for r in rows for line in csv_rows(r)]
+    detectors = sorted({k for line in lines for k in line if k.startswith("detector:")})
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS + detectors, restval="")
+        writer.writeheader()
+        writer.writerows(lines)
 
 
 def face_rows(row: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -145,9 +236,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int)
     s.add_argument("--model", type=Path, help="model card (model_card.json; the detector files it names lie beside it)")
     s.set_defaults(func=_serve)
-    p = sub.add_parser("predict", help="judge image files")
-    p.add_argument("files", nargs="+")
+    p = sub.add_parser("predict", help="judge image files and folders (and images by URL)")
+    p.add_argument("files", nargs="*", help="image files, or folders to walk for images")
     p.add_argument("--url", help="a running service, e.g. http://127.0.0.1:8000 (default: in-process)")
+    p.add_argument("--image-url", action="append", default=[], help="an image on the web, fetched by the service")
+    p.add_argument("--batch", type=int, default=8, help="files per /predict/batch request")
+    p.add_argument("--concurrency", type=int, default=2, help="batches in flight at once (with --url)")
+    p.add_argument("--csv", type=Path, help="write one row per face here")
+    p.add_argument("--jsonl", type=Path, help="write one JSON response per line here")
+    p.add_argument("--quiet", action="store_true", help="no table on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--model", type=Path)
     p.add_argument("--api-key", default=os.environ.get("DEEPFAKE_API_KEY"))
     p.add_argument("--json", action="store_true", help="print the JSON responses")

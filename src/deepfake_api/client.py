@@ -4,6 +4,7 @@ for evaluation. Both return the /predict response body as a dict."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,7 +24,19 @@ class ScoreError(Exception):
 class Scorer(Protocol):
     def score(self, data: bytes, filename: str = "image") -> dict[str, Any]: ...
 
+    def score_many(self, files: list[tuple[str, bytes]]) -> list[dict[str, Any]]: ...
+
+    def score_urls(self, urls: list[str]) -> list[dict[str, Any]]: ...
+
     def close(self) -> None: ...
+
+
+def retry_after(value: str | None, default: float = 1.0, cap: float = 60.0) -> float:
+    """Seconds to wait from a Retry-After header (delta-seconds; an HTTP date or junk → default)."""
+    try:
+        return min(cap, max(0.0, float(value))) if value is not None else default
+    except ValueError:
+        return default
 
 
 class HttpScorer:
@@ -43,13 +56,44 @@ class HttpScorer:
         self.retries = retries
 
     def score(self, data: bytes, filename: str = "image") -> dict[str, Any]:
+        return self._post("/predict", files={"file": (filename, data)})
+
+    def score_many(self, files: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+        """One /predict/batch call: per file, its prediction, or {"error": ..., "problem": ...}.
+        Files refused with 503 in their slot (the service was busy) are sent again, alone."""
+        body = self._post("/predict/batch", files=[("file", (name, data)) for name, data in files])
+        return [
+            self._slot(slot, lambda i=i: self.score(files[i][1], files[i][0])) for i, slot in enumerate(body["results"])
+        ]
+
+    def score_urls(self, urls: list[str]) -> list[dict[str, Any]]:
+        body = self._post("/predict/url", json={"urls": urls})
+        return [
+            self._slot(slot, lambda u=u: self._post("/predict/url", json={"url": u}))
+            for u, slot in zip(urls, body["results"], strict=True)
+        ]
+
+    def _slot(self, slot: dict[str, Any], again: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        if slot["status"] == 200:
+            prediction: dict[str, Any] = slot["prediction"]
+            return prediction
+        if slot["status"] == 503 and self.retries:
+            try:
+                retried: dict[str, Any] = again()
+                return retried
+            except ScoreError as exc:
+                return {"error": str(exc), "problem": exc.problem}
+        problem = slot["problem"]
+        return {"error": f"{problem.get('title')}: {problem.get('detail')}", "problem": problem}
+
+    def _post(self, path: str, **kwargs: Any) -> dict[str, Any]:
         for attempt in range(self.retries + 1):
             try:
-                response = self.client.post("/predict", files={"file": (filename, data)})
+                response = self.client.post(path, **kwargs)
             except httpx.HTTPError as exc:
                 raise ScoreError(f"cannot reach the service: {exc}") from None
             if response.status_code == 503 and attempt < self.retries:
-                time.sleep(float(response.headers.get("Retry-After", "1")))
+                time.sleep(retry_after(response.headers.get("Retry-After")))
                 continue
             if response.is_success:
                 body: dict[str, Any] = response.json()
@@ -77,7 +121,7 @@ class LocalScorer(HttpScorer):
         app = create_app(settings)
         client = TestClient(app, base_url="http://in-process")
         client.__enter__()  # runs the lifespan: loads and warms the model
-        super().__init__("http://in-process", client=client, retries=0)
+        super().__init__("http://in-process", client=client, retries=1)
         deadline = time.monotonic() + 300
         while (health := client.get("/health/ready")).status_code != 200:
             if app.state.load_error or time.monotonic() > deadline:

@@ -9,11 +9,13 @@ expected calibration error. Writes eval.json, REPORT.md, roc.png and reliability
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from deepfake_api.client import ScoreError, make_scorer
 from deepfake_api.training.data import Item, read_items
@@ -30,17 +32,24 @@ def select(items: list[Item], split: str, split_file: Path = DEFAULT_SPLIT_FILE)
     return [it for it in items if side.get(it.file) == split]
 
 
-def score_items(items: list[Item], *, url: str | None, model_path: Path) -> list[dict[str, Any]]:
+def score_items(items: list[Item], *, url: str | None, model_path: Path, batch: int = 8) -> list[dict[str, Any]]:
+    """Every item through the service (or in-process), in batches of `batch`, with a progress bar on stderr."""
     scorer = make_scorer(url, model_path)
     rows = []
+    bar = tqdm(total=len(items), unit="img", file=sys.stderr, mininterval=0.5, desc="evaluate")
     try:
-        for it in items:
+        for start in range(0, len(items), batch):
+            chunk = items[start : start + batch]
             try:
-                body = scorer.score(it.path.read_bytes(), it.path.name)
-                rows.append({"file": it.file, "dataset": it.dataset, "y": it.y, **_pick(body)})
+                bodies = scorer.score_many([(it.path.name, it.path.read_bytes()) for it in chunk])
             except ScoreError as exc:
-                rows.append({"file": it.file, "dataset": it.dataset, "y": it.y, "error": str(exc)})
+                bodies = [{"error": str(exc)} for _ in chunk]
+            for it, body in zip(chunk, bodies, strict=True):
+                row = {"file": it.file, "dataset": it.dataset, "y": it.y}
+                rows.append({**row, "error": body["error"]} if "error" in body else {**row, **_pick(body)})
+            bar.update(len(chunk))
     finally:
+        bar.close()
         scorer.close()
     return rows
 
