@@ -250,13 +250,17 @@ def test_controls_are_labelled_and_reachable_by_keyboard(page: Page) -> None:
     from selenium.webdriver.common.keys import Keys
 
     assert page.find("file").get_attribute("aria-label")
-    assert page.text("choose") == "Choose an image"
+    assert page.text("choose") == "Choose images"
     ActionChains(page.driver).send_keys(Keys.TAB).perform()
     focused = page.driver.switch_to.active_element
     assert focused.get_attribute("id") == "choose"
     assert focused.value_of_css_property("outline-style") == "solid", "keyboard focus is visible"
-    ActionChains(page.driver).send_keys(Keys.TAB).perform()
-    assert page.driver.switch_to.active_element.get_attribute("data-testid") == "docs-link"
+    order = []
+    for _ in range(3):
+        ActionChains(page.driver).send_keys(Keys.TAB).perform()
+        order.append(page.driver.switch_to.active_element.get_attribute("data-testid"))
+    assert order == ["image-url", "check-url", "docs-link"]
+    assert page.driver.find_element(page.by.CSS_SELECTOR, "label[for=image-url]").text
 
 
 def test_phone_viewport_keeps_the_controls_visible(page: Page, live_server: str, tmp_path: Path) -> None:
@@ -312,3 +316,41 @@ def test_a_photo_with_three_faces_shows_three_boxes_where_the_api_put_them(
     assert len(items) == 3 and "selected" in (items[2].get_attribute("class") or "")
     assert page.severe_logs() == []
     save_screenshot(page.driver, "three-faces")
+
+
+def test_several_files_are_queued_and_each_gets_its_own_verdict(page: Page, live_server: str, tmp_path: Path) -> None:
+    from tests.utils.faces import face_jpeg
+
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"face-{i}.jpg"
+        path.write_bytes(face_jpeg(i))
+        paths.append(path)
+    (tmp_path / "notes.jpg").write_bytes(b"not an image\n" * 10)
+    paths.append(tmp_path / "notes.jpg")
+    page.find("file").send_keys("\n".join(str(p) for p in paths))
+    page.wait.until(
+        lambda d: len(d.find_elements(page.by.CSS_SELECTOR, "#queue li")) == 4
+        and not d.find_elements(page.by.CSS_SELECTOR, '#queue li[data-state="waiting"], #queue li[data-state="checking"]')
+    )
+    items = page.driver.find_elements(page.by.CSS_SELECTOR, "#queue li")
+    assert [i.get_attribute("data-state") for i in items] == ["done", "done", "done", "error"]
+    for item, path in zip(items[:3], paths[:3], strict=True):
+        expected = _predict(live_server, path.read_bytes(), path.name)
+        text = item.text
+        assert text.startswith(f"{path.name}: {expected['label']}"), text
+        assert f"{expected['score']:.3f}" in text
+    assert "Unsupported" in items[3].text
+    items[1].find_element(page.by.TAG_NAME, "button").click()  # shows that file's result again
+    _assert_shows(page, _predict(live_server, paths[1].read_bytes(), paths[1].name))
+
+
+def test_a_pasted_url_is_checked_by_the_service_and_a_private_one_refused(page: Page) -> None:
+    before = page.request_id()
+    page.find("image-url").send_keys("http://127.0.0.1:9/face.jpg")
+    page.find("check-url").click()
+    page._settled_after(before)
+    assert page.shown("error")
+    assert "(403)" in page.text("error-title")
+    assert "loopback" in page.text("error-detail")
+    assert page.find("queue").find_elements(page.by.CSS_SELECTOR, 'li[data-state="error"]')

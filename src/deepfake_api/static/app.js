@@ -1,5 +1,6 @@
 "use strict";
-// The demo page: send one image to POST /predict and show the verdict. Vanilla JS, no inline
+// The demo page: send images (a queue, one at a time) to POST /predict, or an image URL to
+// POST /predict/url, and show each verdict. Vanilla JS, no inline
 // script or style anywhere (the page is served with a strict CSP); bar geometry is set
 // through the CSSOM, which the CSP allows.
 
@@ -16,14 +17,18 @@ const el = {
   errorRequestId: $("error-request-id"),
   history: $("history"), historyEmpty: $("history-empty"), model: $("model-info"),
   boxes: $("boxes"), faces: $("faces"), faceDetail: $("face-detail"), noFace: $("no-face"),
+  queueBox: $("queue-box"), queue: $("queue"), urlForm: $("url-form"), urlInput: $("image-url"),
 };
+const queue = [];  // every file or URL asked for, in order: {name, file|url, state, body, problem, objectUrl}
+let pumping = false;
 const history = [];  // newest first: {url, name, body}
-let current = null;  // AbortController of the request in flight
 let previewUrl = null;
 
 function release(url) {
-  // An object URL lives while the preview or a history thumbnail shows it.
-  if (url && url !== previewUrl && !history.some((item) => item.url === url)) URL.revokeObjectURL(url);
+  // An object URL lives while the preview, a history thumbnail or the queue shows it.
+  if (url && url !== previewUrl && !history.some((item) => item.url === url) && !queue.some((q) => q.objectUrl === url)) {
+    URL.revokeObjectURL(url);
+  }
 }
 
 const pct = (x) => `${(Math.min(1, Math.max(0, x)) * 100).toFixed(2)}%`;
@@ -175,42 +180,102 @@ function renderHistory() {
   el.historyEmpty.hidden = history.length > 0;
 }
 
-async function check(file) {
-  if (current) current.abort();
-  const controller = new AbortController();
-  current = controller;
-  const url = URL.createObjectURL(file);
-  // Only images get a preview: a broken <img> for, say, a text file would only confuse.
-  setPreview(file.name || "pasted image", url, !file.type || file.type.startsWith("image/"));
-  show("progress");
-  el.outcome.setAttribute("aria-busy", "true");
-  const form = new FormData();
-  form.append("file", file, file.name || "pasted-image");
+function renderQueue() {
+  el.queueBox.hidden = queue.length < 2 && !queue.some((q) => q.url);
+  el.queue.replaceChildren(...queue.map((item, i) => {
+    const li = document.createElement("li");
+    li.dataset.state = item.state;
+    li.dataset.index = String(i);
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "queue-item";
+    button.disabled = item.state === "waiting" || item.state === "checking";
+    const status = {
+      waiting: "waiting", checking: "checking…",
+      done: item.body ? `${item.body.label}${item.body.score === null ? "" : `, P(fake) ${fmt(item.body.score)}`}` : "",
+      error: item.problem ? item.problem.title : "",
+    }[item.state];
+    button.textContent = `${item.name}: ${status}`;
+    if (item.body) button.dataset.label = item.body.label;
+    button.addEventListener("click", () => showItem(item));
+    li.append(button);
+    return li;
+  }));
+}
+
+function showItem(item) {
+  if (item.objectUrl) setPreview(item.name, item.objectUrl, item.isImage);
+  else setPreview(item.name, null, false);
+  if (item.body) renderResult(item.body);
+  else if (item.problem) renderError(item.problem);
+}
+
+function enqueue(items) {
+  queue.push(...items);
+  renderQueue();
+  pump();
+}
+
+async function pump() {
+  // One request at a time: the page is a client among others, and each answer is shown as it comes.
+  if (pumping) return;
+  pumping = true;
   try {
-    const response = await fetch("/predict", { method: "POST", body: form, signal: controller.signal });
-    if (response.ok) {
-      const body = await response.json();
-      renderResult(body);
-      addToHistory(file, url, body);
-    } else {
-      renderError(await problemOf(response));
+    for (let item = next(); item; item = next()) {
+      item.state = "checking";
+      renderQueue();
+      await check(item);
+      renderQueue();
     }
-  } catch (err) {
-    if (err.name === "AbortError") return;  // a newer image replaced this one
-    renderError({
-      title: "The service could not be reached",
-      detail: "The upload failed before an answer came back (the file may be too large, or the server is down). Please retry.",
-    });
   } finally {
-    if (current === controller) {
-      current = null;
-      el.outcome.removeAttribute("aria-busy");
-    }
+    pumping = false;
   }
 }
 
-function firstFile(list) {
-  return list && list.length ? list[0] : null;
+const next = () => queue.find((q) => q.state === "waiting");
+
+function fileItem(file) {
+  const objectUrl = URL.createObjectURL(file);
+  // Only images get a preview: a broken <img> for, say, a text file would only confuse.
+  return { name: file.name || "pasted image", file, objectUrl, state: "waiting",
+           isImage: !file.type || file.type.startsWith("image/") };
+}
+
+async function check(item) {
+  if (item.objectUrl) setPreview(item.name, item.objectUrl, item.isImage);
+  else setPreview(item.name, null, false);
+  show("progress");
+  el.outcome.setAttribute("aria-busy", "true");
+  let request;
+  if (item.file) {
+    const form = new FormData();
+    form.append("file", item.file, item.file.name || "pasted-image");
+    request = { method: "POST", body: form };
+  } else {
+    request = { method: "POST", body: JSON.stringify({ url: item.url }), headers: { "Content-Type": "application/json" } };
+  }
+  try {
+    const response = await fetch(item.file ? "/predict" : "/predict/url", request);
+    if (response.ok) {
+      item.body = await response.json();
+      item.state = "done";
+      renderResult(item.body);
+      if (item.file) addToHistory(item.file, item.objectUrl, item.body);
+    } else {
+      item.problem = await problemOf(response);
+      item.state = "error";
+      renderError(item.problem);
+    }
+  } catch {
+    item.state = "error";
+    item.problem = {
+      title: "The service could not be reached",
+      detail: "The upload failed before an answer came back (the file may be too large, or the server is down). Please retry.",
+    };
+    renderError(item.problem);
+  } finally {
+    el.outcome.removeAttribute("aria-busy");
+  }
 }
 
 function imageFromClipboard(data) {
@@ -233,9 +298,15 @@ async function loadModelInfo() {
 
 el.choose.addEventListener("click", () => el.file.click());
 el.file.addEventListener("change", () => {
-  const file = firstFile(el.file.files);
-  if (file) check(file);
+  enqueue([...el.file.files].map(fileItem));
   el.file.value = "";  // choosing the same file again checks it again
+});
+el.urlForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const url = el.urlInput.value.trim();
+  if (!url) return;
+  enqueue([{ name: url, url, state: "waiting" }]);
+  el.urlInput.value = "";
 });
 
 for (const type of ["dragenter", "dragover"]) {
@@ -248,8 +319,8 @@ el.dropzone.addEventListener("dragleave", () => el.dropzone.classList.remove("dr
 el.dropzone.addEventListener("drop", (event) => {
   event.preventDefault();
   el.dropzone.classList.remove("dragging");
-  const file = firstFile(event.dataTransfer && event.dataTransfer.files);
-  if (file) check(file);
+  const files = event.dataTransfer ? [...event.dataTransfer.files] : [];
+  if (files.length) enqueue(files.map(fileItem));
 });
 // A file dropped beside the zone must not make the browser navigate away to it.
 window.addEventListener("dragover", (event) => event.preventDefault());
@@ -259,7 +330,7 @@ document.addEventListener("paste", (event) => {
   const file = imageFromClipboard(event.clipboardData);
   if (!file) return;
   event.preventDefault();
-  check(file);
+  enqueue([fileItem(file)]);
 });
 
 loadModelInfo();
