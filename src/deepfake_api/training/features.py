@@ -71,7 +71,9 @@ def cache_shard(rows: list[Item], detector: faces.FaceDetector, encoder: ClipEnc
     crops_arr = np.stack(crops)
     found = np.array(n_faces) > 0
     sbi_mask = np.array(sbi)
-    sbi_crops = np.stack([self_blend(c, seed_of(it.sha256)) for c, it, m in zip(crops, rows, sbi, strict=True) if m])
+    blended = [self_blend(c, seed_of(it.sha256)) for c, it, m in zip(crops, rows, sbi, strict=True) if m]
+    # The last shards of the interleaved order may hold fakes only: no real face, no pseudo-fake.
+    sbi_crops = np.stack(blended) if blended else np.zeros((0, faces.CROP_SIZE, faces.CROP_SIZE, 3), np.uint8)
     feats = _encode(encoder, crops_arr[found]) if found.any() else {}
     sbi_feats = _encode(encoder, sbi_crops) if len(sbi_crops) else {}
     np.savez(
@@ -82,7 +84,7 @@ def cache_shard(rows: list[Item], detector: faces.FaceDetector, encoder: ClipEnc
         det_score=np.array(det_score, np.float32),
         crops=crops_arr,
         sbi_of=np.flatnonzero(sbi_mask),
-        sbi_crops=sbi_crops if len(sbi_crops) else np.zeros((0, faces.CROP_SIZE, faces.CROP_SIZE, 3), np.uint8),
+        sbi_crops=sbi_crops,
         **{f"f_{k}": v for k, v in feats.items()},
         **{f"sbi_{k}": v for k, v in sbi_feats.items()},
     )
