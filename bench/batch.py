@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import httpx
+from tests.utils.faces import face_jpeg
 
 from bench import servers
-from tests.utils.faces import face_jpeg
 
 
 async def sequential(client: httpx.AsyncClient, images: list[bytes]) -> float:

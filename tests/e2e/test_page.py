@@ -318,6 +318,9 @@ def test_a_photo_with_three_faces_shows_three_boxes_where_the_api_put_them(
     save_screenshot(page.driver, "three-faces")
 
 
+PENDING = '#queue li[data-state="waiting"], #queue li[data-state="checking"]'
+
+
 def test_several_files_are_queued_and_each_gets_its_own_verdict(page: Page, live_server: str, tmp_path: Path) -> None:
     from tests.utils.faces import face_jpeg
 
@@ -330,8 +333,10 @@ def test_several_files_are_queued_and_each_gets_its_own_verdict(page: Page, live
     paths.append(tmp_path / "notes.jpg")
     page.find("file").send_keys("\n".join(str(p) for p in paths))
     page.wait.until(
-        lambda d: len(d.find_elements(page.by.CSS_SELECTOR, "#queue li")) == 4
-        and not d.find_elements(page.by.CSS_SELECTOR, '#queue li[data-state="waiting"], #queue li[data-state="checking"]')
+        lambda d: (
+            len(d.find_elements(page.by.CSS_SELECTOR, "#queue li")) == 4
+            and not d.find_elements(page.by.CSS_SELECTOR, PENDING)
+        )
     )
     items = page.driver.find_elements(page.by.CSS_SELECTOR, "#queue li")
     assert [i.get_attribute("data-state") for i in items] == ["done", "done", "done", "error"]
