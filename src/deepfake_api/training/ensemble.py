@@ -134,6 +134,25 @@ def table(parts: dict[str, tuple[np.ndarray, np.ndarray]], band: tuple[float, fl
     return out
 
 
+FFPP = "ffpp-faces"
+FFPP_METHODS = ("deepfakes", "face2face", "faceswap")
+
+
+def method_aucs(files: np.ndarray, y: np.ndarray, p: np.ndarray) -> dict[str, dict[str, float | int | None]]:
+    """FaceForensics++ per manipulation method (the file name's prefix): each method's fakes against
+    every real face of the same set."""
+    from sklearn.metrics import roc_auc_score
+
+    names = np.array([Path(str(f)).name for f in files])
+    out: dict[str, dict[str, float | int | None]] = {}
+    for method in FFPP_METHODS:
+        fake = (y == 1) & np.char.startswith(names.astype(str), method + "_")
+        m = fake | (y == 0)
+        ok = fake.any() and (y == 0).any()
+        out[method] = {"auc": float(roc_auc_score(y[m], p[m])) if ok else None, "fakes": int(fake.sum())}
+    return out
+
+
 def build(
     cache_dir: Path,
     split_csv: Path,
@@ -159,6 +178,9 @@ def build(
                 f"warning: the fusion gives {name} a weight of {w:.3f} (it adds nothing on the hold-outs)\n"
             )
     held_p = {s: (y, sigmoid(z @ weights + bias)) for s, (y, z) in stacked.items()}
+    ffpp = {}
+    if FFPP in cache.sources:
+        ffpp["leave_one_source_out"] = method_aucs(cache.files[_held_out(cache, FFPP)], *held_p[FFPP])
     band = choose_band(held_p)
     out.mkdir(parents=True, exist_ok=True)
     version = dt.date.today().strftime("%Y.%m.%d")
@@ -196,6 +218,8 @@ def build(
         if s in cache.fake_only:
             m = m | (test & (cache.dataset != s) & (cache.y == 0))
         test_p[s] = (cache.y[m], fused_test[m])
+        if s == FFPP:
+            ffpp["test"] = method_aucs(cache.files[m], *test_p[s])
         for d, z in zip(detectors, test_z, strict=True):
             per_detector[d.name].setdefault("test", {})[s] = table({s: (cache.y[m], sigmoid(z[m]))}, band)[s]["auc"]
     card: dict[str, Any] = {
@@ -233,6 +257,7 @@ def build(
             "leave_one_source_out": table(held_p, band),
             "test": table(test_p, band),
             "per_detector_auc": per_detector,
+            "ffpp_methods": ffpp,
         },
         "limitations": (
             "Judged only on the seven sources of ../shared/datasets; other generators and manipulations "

@@ -88,6 +88,20 @@ def plots(holdout: dict[str, dict[str, dict[str, list[float]]]], band: list[floa
         plt.close(fig)
 
 
+def ffpp_table(methods: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """FaceForensics++ per method: AUC of that method's fakes against the same set's real faces."""
+    if not methods:
+        return "(no FaceForensics++ faces in this model's data)"
+    names = list(next(iter(methods.values())))
+    lines = ["| part | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for part, label in (("leave_one_source_out", "leave-one-source-out"), ("test", "test split")):
+        if part in methods:
+            row = methods[part]
+            cells = [f"{_fmt(row[n]['auc'])} ({row[n]['fakes']} fakes)" for n in names]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def build(models: Path, out: Path) -> str:
     card = json.loads((models / CARD_NAME).read_text())
     holdout = json.loads((out / "holdout.json").read_text())
@@ -150,6 +164,10 @@ AUC per detector and fused:
 {detector_table(m["per_detector_auc"], m["test"], "test")}
 
 ![test split](test.png)
+
+## FaceForensics++ per manipulation method
+
+{ffpp_table(m.get("ffpp_methods", {}))}
 
 ## Limitations
 
