@@ -44,7 +44,8 @@ train: $(ASSETS)
 	$(BIN)/python -m deepfake_api.training.audit
 	$(BIN)/python -m deepfake_api.training.split
 	$(BIN)/python -m deepfake_api.training.features --out $(FEATURES)
-	$(BIN)/python -m deepfake_api.training.ensemble --cache $(FEATURES) --out models
+	$(BIN)/python -m deepfake_api.training.ensemble --cache $(FEATURES) --out models --report docs/model
+	$(BIN)/python -m deepfake_api.training.report
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

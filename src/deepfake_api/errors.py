@@ -25,6 +25,10 @@ class DeepfakeError(Exception):
     def type(self) -> str:
         return PROBLEM_BASE + self.slug
 
+    def problem(self, **more: object) -> dict[str, object]:
+        """The RFC 9457 members of this error, plus `more` (instance, request_id)."""
+        return {"type": self.type, "title": self.title, "status": self.status, "detail": self.detail, **more}
+
 
 class InvalidImage(DeepfakeError):
     status, slug, title = 422, "invalid-image", "The image could not be decoded"

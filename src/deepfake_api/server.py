@@ -27,7 +27,7 @@ from pythonjsonlogger.json import JsonFormatter
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from deepfake_api.config import Settings, get_settings
-from deepfake_api.errors import PROBLEM_BASE, DeepfakeError, HeadersTooLarge, HeaderTimeout, MalformedRequest
+from deepfake_api.errors import DeepfakeError, HeadersTooLarge, HeaderTimeout, MalformedRequest
 
 PATH_DIRS = re.compile(r"(?:/[^/\s:,'\"()]+)+/")
 """Directories in a message or traceback (`/srv/app/.venv/lib/.../x.py` → `x.py`)."""
@@ -87,14 +87,7 @@ def log_warnings() -> None:
 def problem_bytes(error: DeepfakeError, *, close: bool = True) -> bytes:
     """A whole HTTP/1.1 response carrying `error` as problem+json, for answers the server gives
     before (or instead of) the app."""
-    body = json.dumps(
-        {
-            "type": PROBLEM_BASE + error.slug,
-            "title": error.title,
-            "status": error.status,
-            "detail": error.detail,
-        }
-    ).encode()
+    body = json.dumps(error.problem()).encode()
     head = [
         f"HTTP/1.1 {error.status} {http.HTTPStatus(error.status).phrase}",
         "content-type: application/problem+json",

@@ -123,10 +123,4 @@ class ProblemCORSMiddleware(CORSMiddleware):
         reason = bytes(response.body).decode("utf-8", "replace")
         error = CorsRefused(f"{reason}: this API does not accept cross-origin requests from there.")
         headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
-        body = {
-            "type": error.type,
-            "title": error.title,
-            "status": error.status,
-            "detail": error.detail,
-        }
-        return JSONResponse(body, status_code=400, headers=headers, media_type="application/problem+json")
+        return JSONResponse(error.problem(), status_code=400, headers=headers, media_type="application/problem+json")

@@ -47,14 +47,7 @@ def problem(
 
 def problem_body(request: Request, exc: DeepfakeError) -> dict[str, Any]:
     """The problem object of a domain error, for a slot of a batch result."""
-    return {
-        "type": exc.type,
-        "title": exc.title,
-        "status": exc.status,
-        "detail": exc.detail,
-        "instance": request.url.path,
-        "request_id": request_id_of(request),
-    }
+    return exc.problem(instance=request.url.path, request_id=request_id_of(request))
 
 
 async def _domain(request: Request, exc: Exception) -> JSONResponse:

@@ -54,7 +54,7 @@ DETECTORS = (
     DetectorSpec(
         "clip-vitb16-face-linear",
         "clip_head",
-        ("l11_cls",),
+        ("l3_mean", "l5_mean", "l7_mean", "l9_mean", "l11_cls"),  # the best of docs/model/EXPERIMENTS.md
         "logistic regression on frozen CLIP ViT-B/16 features of the aligned face crop",
     ),
     DetectorSpec(
