@@ -116,3 +116,23 @@ def test_a_tampered_head_file_fails_at_load(run: Path, tmp_path: Path) -> None:
     head.write_text(head.read_text().replace("[", "[ ", 1))
     with pytest.raises(ModelCardError, match="sha256"):
         DeepfakeModel(tmp_path / "model_card.json").load()
+
+
+def test_a_shard_of_fakes_only_is_cached_without_pseudo_fakes(tmp_path: Path) -> None:
+    """The tail of the interleaved order can hold fakes only (fake-only sources outlast the reals):
+    such a shard is cached with no self-blended rows instead of failing the run."""
+    from deepfake_api.detectors.encoder import ClipEncoder
+    from deepfake_api.training.data import Item
+
+    rows = []
+    for i in range(2):
+        path = tmp_path / f"fake-{i}.jpg"
+        path.write_bytes(_fake(face_jpeg(i)))
+        rows.append(Item(path, path.name, "generated", "fake", "", hashlib.sha256(path.read_bytes()).hexdigest()))
+    detector = faces.FaceDetector(assets.path("yunet"), assets.ASSETS["yunet"].sha256)
+    encoder = ClipEncoder(assets.path("clip"), layers=(3,), sha256=assets.ASSETS["clip"].sha256)
+    out = tmp_path / "shard-0000.npz"
+    features.cache_shard(rows, detector, encoder, out)
+    shard = np.load(out)
+    assert len(shard["sbi_of"]) == 0 and shard["sbi_crops"].shape == (0, faces.CROP_SIZE, faces.CROP_SIZE, 3)
+    assert (shard["n_faces"] > 0).all() and shard["f_l3_mean"].shape == (2, 768)
