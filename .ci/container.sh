@@ -180,14 +180,26 @@ proxy=$(docker-compose ps -q proxy 2>/dev/null | head -1)
 
 stage "compose: 128 concurrent 9.5 MB uploads and hostile headers through the proxy"
 "$PY" -m bench.memory --url "$URL" --rounds 1 --concurrency 128 --header-clients 8 --json "$WORK/memory.json" \
-  | tail -4 || fail "big uploads through the proxy: an answer other than 200/503, or a connection error"
+  >"$WORK/memory.out" 2>&1 || { cat "$WORK/memory.out"; fail "big uploads through the proxy: an answer other than 200/503, a connection error, or a header client held"; }
+"$PY" - "$WORK/memory.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+u = r["uploads"]
+print(f"128 x {r['upload_bytes'] / 1e6:.1f} MB through the proxy in {r['uploads_s']} s: statuses {u['statuses']}, "
+      f"problems {u['problem_types']}, p50 {u['p50_s']} s")
+for name, h in r.get("headers", {}).items():
+    print(f"{name}: {h['answers']}, held at most {h['held_max_s']} s")
+PY
 for c in "$api" "$proxy"; do
   state=$(docker inspect -f '{{.Name}} OOMKilled={{.State.OOMKilled}} restarts={{.RestartCount}} running={{.State.Running}}' "$c")
   say "after the upload storm: $state"
   case "$state" in *"OOMKilled=false restarts=0 running=true"*) ;; *) fail "a container died under big uploads: $state";; esac
 done
-say "api cgroup memory peak: $(docker exec "$api" cat /sys/fs/cgroup/memory.peak 2>/dev/null || echo n/a) bytes (limit $(docker inspect -f '{{.HostConfig.Memory}}' "$api"))"
-say "proxy cgroup memory peak: $(docker exec "$proxy" cat /sys/fs/cgroup/memory.peak 2>/dev/null || echo n/a) bytes (limit $(docker inspect -f '{{.HostConfig.Memory}}' "$proxy"))"
+peak_of() {  # cgroup v2 memory.peak (kernel >= 5.19), else v1 max_usage_in_bytes, else n/a
+  docker exec "$1" sh -c 'cat /sys/fs/cgroup/memory.peak 2>/dev/null || cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes 2>/dev/null || echo n/a'
+}
+say "api memory peak: $(peak_of "$api") bytes (limit $(docker inspect -f '{{.HostConfig.Memory}}' "$api"))"
+say "proxy memory peak: $(peak_of "$proxy") bytes (limit $(docker inspect -f '{{.HostConfig.Memory}}' "$proxy"))"
 check_predict || fail "/predict check failed after the upload storm"
 uid=$(docker exec "$api" id -u)
 [ "$uid" != 0 ] || fail "the api container runs as root"
