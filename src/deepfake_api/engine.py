@@ -151,10 +151,14 @@ class InferenceEngine:
             self._thread = None
         self._decode_pool.shutdown(wait=True)
 
-    async def predict(self, data: bytes) -> Verdict:
-        """Admit, decode, batch and score one image; raises domain errors for bad input."""
+    def ensure_ready(self) -> None:
+        """ModelNotReady (503) until the model is loaded and the model thread runs."""
         if not self.running or self.model.decision is None:
             raise ModelNotReady("The model is still loading; retry shortly.", headers=self._retry())
+
+    async def predict(self, data: bytes | bytearray) -> Verdict:
+        """Admit, decode, batch and score one image; raises domain errors for bad input."""
+        self.ensure_ready()
         accepted_format(data)  # a wrong type is 415 at once, not queued behind images or told to retry
         if self._in_flight >= self.max_in_flight:
             metrics.REJECTED.labels("overloaded").inc()

@@ -175,8 +175,7 @@ class SafeFetcher:
         if port not in self.policy.allow_ports and not allowed_host:
             raise UrlForbidden(f"Port {port} is not fetched (allowed: {', '.join(map(str, self.policy.allow_ports))}).")
         address = addresses[0]
-        literal = f"[{address}]" if ":" in address else address
-        target = httpx.URL(url).copy_with(host=literal.strip("[]"), port=port)
+        target = httpx.URL(url).copy_with(host=address, port=port)
         return target, host, address
 
     async def _get(self, target: httpx.URL, host: str, address: str) -> httpx.Response:

@@ -114,3 +114,15 @@ def test_routing_errors_are_problem_json(client: TestClient, method: str, path: 
     assert r.status_code == status
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["status"] == status
+
+
+def test_the_schema_says_what_a_valid_image_is(client: TestClient) -> None:
+    settings = client.app.state.settings  # type: ignore[attr-defined]
+    body = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]
+    part = body["content"]["multipart/form-data"]
+    file_schema = part["schema"]["properties"]["file"]
+    assert file_schema["x-image"]["min_side"] == settings.min_side
+    assert file_schema["x-image"]["max_pixels"] == settings.max_pixels
+    assert file_schema["maxLength"] == settings.max_upload_bytes
+    assert f"{settings.min_side}" in file_schema["description"]
+    assert "image/jpeg" in part["encoding"]["file"]["contentType"]

@@ -61,7 +61,7 @@ def test_the_app_conforms_to_its_openapi_schema(
 ) -> None:
     seen: Counter[tuple[str, int]] = Counter()
     # /predict/url fetches what it is given: schema-valid URLs name hosts that do not exist (422 by
-    # design, and real DNS lookups). Its positive cases are the tests of test_batch_url.py.
+    # design, and real DNS lookups). Its positive cases are the tests of tests/test_fetch.py.
     schema = api_schema.exclude(path=URL_ROUTE) if mode is GenerationMode.POSITIVE else api_schema
 
     @given(case=schema.as_strategy(mode))

@@ -11,8 +11,8 @@ runs on the event loop (no locks).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from starlette.requests import ClientDisconnect, Request
 
@@ -26,17 +26,29 @@ class BodyBudget:
         self.used = 0
         self.peak = 0
 
-    def try_reserve(self, n: int) -> bool:
-        if self.used + n > self.limit:
-            return False
+    def fits(self, n: int) -> bool:
+        return self.used + n <= self.limit
+
+    def full(self, retry_after_s: int) -> UploadBudgetFull:
+        metrics.REJECTED.labels("upload_budget").inc()
+        return UploadBudgetFull(
+            f"Uploads in progress hold this worker's body budget ({self.limit / 1048576:.0f} MiB); retry shortly.",
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+    @contextmanager
+    def hold(self, n: int, retry_after_s: int) -> Iterator[None]:
+        """`n` bytes for the duration of the block, or UploadBudgetFull (503) when they do not fit."""
+        if not self.fits(n):
+            raise self.full(retry_after_s)
         self.used += n
         self.peak = max(self.peak, self.used)
         metrics.BODY_BYTES_RESERVED.set(self.used)
-        return True
-
-    def release(self, n: int) -> None:
-        self.used -= n
-        metrics.BODY_BYTES_RESERVED.set(self.used)
+        try:
+            yield
+        finally:
+            self.used -= n
+            metrics.BODY_BYTES_RESERVED.set(self.used)
 
 
 def declared_length(request: Request) -> int | None:
@@ -44,33 +56,23 @@ def declared_length(request: Request) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-@contextmanager
-def _held(budget: BodyBudget, n: int) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        budget.release(n)
-
-
+@asynccontextmanager
 async def reserve(
     request: Request, budget: BodyBudget, *, max_bytes: int, timeout_s: float, retry_after_s: int
-) -> AbstractContextManager[None]:
-    """A context manager holding this request's share of the budget, or UploadBudgetFull (503) after
+) -> AsyncIterator[None]:
+    """Hold this request's share of the budget for the block, or raise UploadBudgetFull (503) after
     the body has been discarded. A declared length over `max_bytes` is 413 before anything is read."""
     declared = declared_length(request)
     if declared is not None and declared > max_bytes:
         raise PayloadTooLarge(f"The upload exceeds the limit of {max_bytes} bytes ({max_bytes / 1048576:.1f} MiB).")
     need = declared if declared is not None else max_bytes
-    if budget.try_reserve(need):
-        return _held(budget, need)
-    metrics.REJECTED.labels("upload_budget").inc()
-    headers = {"Retry-After": str(retry_after_s)}
-    if not await _discard(request, max_bytes, timeout_s):
-        headers["Connection"] = "close"
-    raise UploadBudgetFull(
-        f"Uploads in progress hold this worker's body budget ({budget.limit / 1048576:.0f} MiB); retry shortly.",
-        headers=headers,
-    )
+    if not budget.fits(need):
+        full = budget.full(retry_after_s)
+        if not await _discard(request, max_bytes, timeout_s):
+            full.headers["Connection"] = "close"
+        raise full
+    with budget.hold(need, retry_after_s):  # no await since fits(): nothing else reserved meanwhile
+        yield
 
 
 async def _discard(request: Request, max_bytes: int, timeout_s: float) -> bool:
