@@ -22,7 +22,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from deepfake_api import __version__, faces, metrics
-from deepfake_api.api import batch, health, page, predict, problems
+from deepfake_api.api import batch, health, page, predict, problems, videos
 from deepfake_api.api import metrics as metrics_route
 from deepfake_api.api.budget import BodyBudget
 from deepfake_api.api.middleware import HeadAsGet, ProblemCORSMiddleware, RequestContext
@@ -30,6 +30,8 @@ from deepfake_api.config import Settings, get_settings
 from deepfake_api.engine import InferenceEngine
 from deepfake_api.errors import ModelCardError
 from deepfake_api.fetch import FetchPolicy, Resolver, SafeFetcher, system_resolve
+from deepfake_api.jobs.queue import JobQueue
+from deepfake_api.jobs.video_job import VideoAnalyser
 from deepfake_api.model import DeepfakeModel, read_card
 from deepfake_api.server import LOG_FORMAT, PathlessJsonFormatter, bound_heap, log_warnings, strip_dirs
 
@@ -107,8 +109,19 @@ async def _load(app: FastAPI) -> None:
         log.exception("model load failed", extra={"model_path": str(model.path)})
         return
     await engine.start()
+    await loop.run_in_executor(None, _start_jobs, app)
     metrics.MODEL_INFO.labels(model.name, model.version, model.sha256).set(1)
     log.info("ready", extra={"model": model.name, "version": model.version, "sha256": model.sha256})
+
+
+def _start_jobs(app: FastAPI) -> None:
+    """The job queue; with the embedded worker, its worker thread scores frames on this app's engine."""
+    settings: Settings = app.state.settings
+    queue = JobQueue(settings)
+    if settings.jobs_embedded_worker:
+        queue.runner = VideoAnalyser(queue, app.state.engine, app.state.model)
+        queue.start_worker(hosted=True)
+    app.state.jobs = queue
 
 
 @asynccontextmanager
@@ -123,6 +136,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not loader.done():
             loader.cancel()
         await app.state.fetcher.aclose()
+        if app.state.jobs is not None:  # the worker finishes its frame and stops; its job is retried later
+            await asyncio.to_thread(app.state.jobs.close)
         await app.state.engine.stop()
         log.info("stopped")
         flush_logs(keep_logging=True)
@@ -152,6 +167,7 @@ def create_app(
     app.state.log_handler = log_handler
     app.state.model = model
     app.state.load_error = None
+    app.state.jobs = None  # the job queue, once the model is ready
     app.state.engine = InferenceEngine(
         model,
         max_batch_size=settings.max_batch_size,
@@ -165,7 +181,7 @@ def create_app(
     app.state.fetcher = SafeFetcher(fetch_policy(settings), resolve)
     app.state.rate_limit, app.state.rate_limiter = _rate_limiter(settings.rate_limit)
     problems.install(app)
-    for router in (predict.router, batch.router, health.router, metrics_route.router, page.router):
+    for router in (predict.router, batch.router, videos.router, health.router, metrics_route.router, page.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(page.STATIC_DIR)), name="static")
     app.add_middleware(HeadAsGet)
@@ -173,7 +189,7 @@ def create_app(
         app.add_middleware(
             ProblemCORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )

@@ -2,7 +2,10 @@
 
 deepfake-api serve [--host H] [--port P] [--workers N] [--model PATH]
 deepfake-api predict FILE_OR_DIR... [--url URL] [--csv F] [--jsonl F] [--json]
+                                              images and videos (a video is a job: progress bar,
+                                              verdict and top frames)
                                               exit 0: none fake, 1: some fake, 2: some error
+deepfake-api worker                           analyse queued videos (DEEPFAKE_JOBS_BACKEND=redis)
 deepfake-api evaluate DIR [--url URL] [--out DIR]
 """
 
@@ -71,18 +74,83 @@ def _metrics_dir(workers: int) -> Iterator[None]:
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"}
 
 
 def image_files(inputs: list[str]) -> list[Path]:
     """Files as given, and every image file under each folder (sorted, recursively)."""
-    out: list[Path] = []
+    return media_files(inputs)[0]
+
+
+def media_files(inputs: list[str]) -> tuple[list[Path], list[Path]]:
+    """(images, videos): files as given (a video by its suffix), and every image and video under
+    each folder (sorted, recursively)."""
+    images: list[Path] = []
+    videos: list[Path] = []
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            for p in sorted(p for p in path.rglob("*") if p.is_file()):
+                if p.suffix.lower() in IMAGE_SUFFIXES:
+                    images.append(p)
+                elif p.suffix.lower() in VIDEO_SUFFIXES:
+                    videos.append(p)
+        elif path.suffix.lower() in VIDEO_SUFFIXES:
+            videos.append(path)
         else:
-            out.append(path)  # a missing or unreadable file is reported in its row
-    return out
+            images.append(path)  # a missing or unreadable file is reported in its row
+    return images, videos
+
+
+def _video_row(scorer: Any, path: Path, show_progress: bool) -> dict[str, Any]:
+    """Submit one video, follow its job with a progress bar (frames), return its row."""
+    from tqdm import tqdm
+
+    from deepfake_api.client import ScoreError
+
+    try:
+        job = scorer.submit_video(path)
+    except (ScoreError, OSError) as exc:
+        return {"file": str(path), "error": str(exc)}
+    bar = tqdm(total=None, unit="frame", desc=path.name, file=sys.stderr, disable=not show_progress, mininterval=0.5)
+
+    def progress(j: dict[str, Any]) -> None:
+        planned = j["progress"].get("planned")
+        if planned and bar.total != planned:
+            bar.total = planned
+        bar.n = j["progress"]["done"]
+        bar.set_postfix_str(j["state"], refresh=True)
+
+    try:
+        job = scorer.wait_job(job["id"], progress)
+    except ScoreError as exc:
+        return {"file": str(path), "error": str(exc)}
+    finally:
+        bar.close()
+    if job["state"] != "done":
+        problem = job.get("problem") or {}
+        reason = f"{problem.get('title', job['state'])}: {problem.get('detail', '')}".rstrip(": ")
+        return {"file": str(path), "error": reason, "job": job}
+    return {"file": str(path), "label": job["result"]["label"], "score": job["result"]["score"], "job": job}
+
+
+def _print_video(row: dict[str, Any]) -> None:
+    if "error" in row:
+        print(f"{row['file']}  error: {row['error']}")
+        return
+    result = row["job"]["result"]
+    score = "-" if result["score"] is None else f"{result['score']:.3f}"
+    print(
+        f"{row['file']}  video  {result['label']}  P(fake) {score}  "
+        f"{result['sampling']['frames_analysed']} frames, {len(result['tracks'])} face track(s)"
+    )
+    for t in result["tracks"]:
+        print(
+            f"  track {t['id']}: {t['label']} {t['score']:.3f} over {t['frames']} frames "
+            f"({t['first_time_s']:.2f}-{t['last_time_s']:.2f} s)"
+        )
+    for f in result["top_frames"]:
+        print(f"  top frame {f['index']} at {f['time_s']:.2f} s: track {f['track']} P(fake) {f['score']:.3f}")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -92,9 +160,9 @@ def _predict(args: argparse.Namespace) -> int:
 
     from deepfake_api.client import ScoreError, make_scorer
 
-    paths = image_files(args.files)
-    if not paths and not args.image_url:
-        print("error: no image files found", file=sys.stderr)
+    paths, videos = media_files(args.files)
+    if not paths and not videos and not args.image_url:
+        print("error: no image or video files found", file=sys.stderr)
         return 2
     try:
         scorer = make_scorer(args.url, args.model or get_settings().model_path, args.api_key)
@@ -126,7 +194,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     rows: list[dict[str, Any]] = []
     total = len(paths) + len(args.image_url)
-    bar = tqdm(total=total, unit="img", file=sys.stderr, disable=args.no_progress, mininterval=0.5)
+    bar = tqdm(total=total, unit="img", file=sys.stderr, disable=args.no_progress or not total, mininterval=0.5)
+    video_rows: list[dict[str, Any]] = []
     try:
         # In-process there is one model: concurrency would only interleave the same work.
         workers = max(1, args.concurrency if args.url else 1)
@@ -136,11 +205,13 @@ def _predict(args: argparse.Namespace) -> int:
                 done = job.result()
                 rows.extend(done)
                 bar.update(len(done))
+        bar.close()
+        video_rows = [_video_row(scorer, v, not args.no_progress) for v in videos]
     finally:
         bar.close()
         scorer.close()
-    failed = any("error" in r for r in rows)
-    fake = any(r.get("label") == "fake" for r in rows)
+    failed = any("error" in r for r in rows + video_rows)
+    fake = any(r.get("label") == "fake" for r in rows + video_rows)
     if args.csv:
         write_csv(args.csv, rows)
     if args.jsonl:
@@ -148,9 +219,13 @@ def _predict(args: argparse.Namespace) -> int:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
     if args.json:
-        print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
+        out = rows + [r.get("job") or r for r in video_rows]
+        print(json.dumps(out if len(out) > 1 else out[0], indent=2))
     elif not args.quiet:
-        _print_faces(rows)
+        if rows:
+            _print_faces(rows)
+        for row in video_rows:
+            _print_video(row)
     return 2 if failed else 1 if fake else 0
 
 
@@ -225,6 +300,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from deepfake_api.jobs.worker import run
+
+    return run(get_settings())
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="deepfake-api", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -236,7 +317,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int)
     s.add_argument("--model", type=Path, help="model card (model_card.json; the detector files it names lie beside it)")
     s.set_defaults(func=_serve)
-    p = sub.add_parser("predict", help="judge image files and folders (and images by URL)")
+    p = sub.add_parser("predict", help="judge image and video files and folders (and images by URL)")
     p.add_argument("files", nargs="*", help="image files, or folders to walk for images")
     p.add_argument("--url", help="a running service, e.g. http://127.0.0.1:8000 (default: in-process)")
     p.add_argument("--image-url", action="append", default=[], help="an image on the web, fetched by the service")
@@ -250,6 +331,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=os.environ.get("DEEPFAKE_API_KEY"))
     p.add_argument("--json", action="store_true", help="print the JSON responses")
     p.set_defaults(func=_predict)
+    w = sub.add_parser("worker", help="analyse queued videos (settings: DEEPFAKE_JOBS_*, DEEPFAKE_REDIS_URL)")
+    w.set_defaults(func=_worker)
     e = sub.add_parser("evaluate", help="score a labelled folder (MANIFEST.csv or real/ and fake/)")
     e.add_argument("data", type=Path)
     e.add_argument("--url")

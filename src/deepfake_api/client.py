@@ -30,6 +30,12 @@ class Scorer(Protocol):
 
     def close(self) -> None: ...
 
+    def submit_video(self, path: Path) -> dict[str, Any]: ...
+
+    def wait_job(
+        self, job_id: str, on_progress: Callable[[dict[str, Any]], None] | None = None, poll_s: float = 0.5
+    ) -> dict[str, Any]: ...
+
 
 def retry_after(value: str | None, default: float = 1.0, cap: float = 60.0) -> float:
     """Seconds to wait from a Retry-After header (delta-seconds; an HTTP date or junk → default)."""
@@ -73,6 +79,34 @@ class HttpScorer:
             for u, slot in zip(urls, body["results"], strict=True)
         ]
 
+    def submit_video(self, path: Path) -> dict[str, Any]:
+        """POST /videos (streamed from the file): the job."""
+        with Path(path).open("rb") as fh:
+            return self._post("/videos", files={"file": (Path(path).name, fh)})
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        try:
+            response = self.client.get(f"/jobs/{job_id}")
+        except httpx.HTTPError as exc:
+            raise ScoreError(f"cannot reach the service: {exc}") from None
+        if not response.is_success:
+            problem = response.json()
+            raise ScoreError(f"{problem.get('title')}: {problem.get('detail')}", problem)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def wait_job(
+        self, job_id: str, on_progress: Callable[[dict[str, Any]], None] | None = None, poll_s: float = 0.5
+    ) -> dict[str, Any]:
+        """Poll the job until it is done, failed or cancelled; `on_progress` sees every state."""
+        while True:
+            job = self.job(job_id)
+            if on_progress is not None:
+                on_progress(job)
+            if job["state"] in ("done", "failed", "cancelled"):
+                return job
+            time.sleep(poll_s)
+
     def _slot(self, slot: dict[str, Any], again: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         if slot["status"] == 200:
             prediction: dict[str, Any] = slot["prediction"]
@@ -113,11 +147,23 @@ class LocalScorer(HttpScorer):
     """The service's own app in this process (no socket): the same face path, model and response."""
 
     def __init__(self, model_path: Path) -> None:
+        import tempfile
+
         from fastapi.testclient import TestClient
 
         from deepfake_api.app import create_app
 
-        settings = get_settings().model_copy(update={"model_path": Path(model_path), "api_key": None})
+        # Videos are jobs of this process's own embedded worker: a private queue, gone at exit.
+        self._jobs_dir = tempfile.TemporaryDirectory(prefix="deepfake-jobs-")
+        settings = get_settings().model_copy(
+            update={
+                "model_path": Path(model_path),
+                "api_key": None,
+                "jobs_backend": "sqlite",
+                "jobs_dir": Path(self._jobs_dir.name),
+                "jobs_embedded_worker": True,
+            }
+        )
         app = create_app(settings)
         client = TestClient(app, base_url="http://in-process")
         client.__enter__()  # runs the lifespan: loads and warms the model
@@ -131,6 +177,7 @@ class LocalScorer(HttpScorer):
 
     def close(self) -> None:
         self.client.__exit__(None, None, None)  # type: ignore[attr-defined]
+        self._jobs_dir.cleanup()
 
 
 def make_scorer(url: str | None, model_path: Path, api_key: str | None = None) -> Scorer:

@@ -129,6 +129,46 @@ class Settings(BaseSettings):
     (uvicorn has no body timeout; nginx in deploy/ has the same 30 s as client_body_timeout)."""
     retry_after_s: int = Field(1, ge=1)
 
+    # Videos (POST /videos) are analysed as jobs by a worker; see jobs/.
+    video_max_bytes: int = Field(200 * 1024 * 1024, ge=1024)
+    """Largest video upload; it streams to the job spool on disk (never held in memory) and is
+    deleted once analysed, cancelled or failed."""
+    video_max_duration_s: float = Field(600.0, gt=0)
+    """Longest video, read from the container header at upload (413 beyond); decoding stops there
+    too if the header understated it."""
+    video_max_pixels: int = Field(3840 * 2160, ge=10_000)
+    """Largest frame (width x height) from the header, refused before any frame is decoded (413)."""
+    video_min_side: int = Field(32, ge=1)
+    """Smallest frame side (422 below)."""
+    video_sample_fps: float = Field(2.0, gt=0, le=60)
+    """Frames analysed per second of video (fewer when video_max_frames would be exceeded)."""
+    video_max_frames: int = Field(240, ge=1, le=10_000)
+    """Most frames analysed per video: longer videos are sampled evenly over their whole length."""
+    video_max_wait_s: float = Field(60.0, ge=0)
+    """Longest POST /videos?wait=… may hold the request for a result (202 with the job after)."""
+    jobs_backend: str = Field("sqlite", pattern="^(sqlite|redis)$")
+    """`sqlite`: an embedded queue and job store in jobs_dir (no server; `make run`); `redis`: the
+    broker at redis_url, shared by API replicas and separate workers (compose, Swarm, k8s)."""
+    jobs_dir: Path = Path.home() / ".local" / "state" / "deepfake-api"
+    """The SQLite queue and job store, and the spool of uploaded videos awaiting analysis."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    jobs_embedded_worker: bool = True
+    """Run a worker inside the API process (one thread, sharing the served model); false when
+    workers run as their own service (`deepfake-api worker`)."""
+    jobs_max_active: int = Field(32, ge=1)
+    """Videos queued or running at once, over all clients; beyond it 503 + Retry-After."""
+    jobs_max_per_client: int = Field(4, ge=1)
+    """Videos queued or running at once per client address; beyond it 429."""
+    jobs_retry_after_s: int = Field(30, ge=1)
+    jobs_result_ttl_s: int = Field(24 * 3600, ge=10)
+    """How long a finished job (its result and evidence frames) is kept."""
+    jobs_lease_s: float = Field(60.0, ge=1)
+    """A running job whose worker has not reported for this long is taken as lost (worker killed):
+    it is queued again, or failed after jobs_max_attempts."""
+    jobs_max_attempts: int = Field(2, ge=1, le=10)
+    jobs_timeout_s: float = Field(1800.0, gt=0)
+    """Longest analysis of one video before the job fails with job-timeout."""
+
     api_key: SecretStr | None = None
     """When set, /predict requires it in the X-API-Key header."""
     cors_origins: list[str] = []

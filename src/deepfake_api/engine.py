@@ -14,6 +14,7 @@ failing model call reaches every waiter of that batch.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 from collections import deque
@@ -66,8 +67,8 @@ def no_face_verdict(image: ImageFaces) -> Verdict:
 @dataclass
 class _Pending:
     image: ImageFaces
-    future: asyncio.Future[Verdict]
-    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Verdict] | concurrent.futures.Future[Verdict]
+    loop: asyncio.AbstractEventLoop | None  # None: a caller on a plain thread (a video job's frames)
 
     @property
     def n_faces(self) -> int:
@@ -85,12 +86,18 @@ def _resolve(future: asyncio.Future[Verdict], verdict: Verdict | None, error: Ba
 
 
 def _deliver(
-    loop: asyncio.AbstractEventLoop,
-    future: asyncio.Future[Verdict],
+    loop: asyncio.AbstractEventLoop | None,
+    future: asyncio.Future[Verdict] | concurrent.futures.Future[Verdict],
     verdict: Verdict | None,
     error: BaseException | None = None,
 ) -> None:
-    """From a worker thread: schedule `_resolve` on the caller's loop, if that loop still runs."""
+    """From a worker thread: schedule `_resolve` on the caller's loop, if that loop still runs
+    (or resolve a plain thread's concurrent Future at once)."""
+    if loop is None:
+        assert isinstance(future, concurrent.futures.Future)
+        if future.set_running_or_notify_cancel():
+            future.set_exception(error) if error is not None else future.set_result(verdict)  # type: ignore[arg-type]
+        return
     try:
         loop.call_soon_threadsafe(_resolve, future, verdict, error)
     except RuntimeError:  # the loop has closed (its caller is long gone): nobody to tell
@@ -185,6 +192,21 @@ class InferenceEngine:
             metrics.IN_FLIGHT.set(self._in_flight)
         metrics.PREDICTIONS.labels(verdict.label).inc()
         return verdict
+
+    def score_frame(self, image: ImageFaces) -> concurrent.futures.Future[Verdict]:
+        """From a thread that is not an event loop (a video job): the judged faces of one decoded
+        frame go to the model thread and are batched with the images being served."""
+        future: concurrent.futures.Future[Verdict] = concurrent.futures.Future()
+        if not image.judged:
+            future.set_result(no_face_verdict(image))
+            return future
+        with self._changed:
+            if not self.running:
+                raise ModelNotReady("The model is not running.")
+            self._ready.append(_Pending(image, future, None))
+            metrics.QUEUE_DEPTH.set(len(self._ready))
+            self._changed.notify_all()
+        return future
 
     def _retry(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}

@@ -125,3 +125,56 @@ class UrlTooLarge(DeepfakeError):
 
 class UrlNotAnImage(DeepfakeError):
     status, slug, title = 415, "url-not-an-image", "The URL does not hold an accepted image"
+
+
+# Videos and jobs: every bad clip is a 4xx at upload or a failed job with one of these types.
+class UnsupportedVideoType(DeepfakeError):
+    status, slug, title = 415, "unsupported-video-type", "Unsupported video type"
+
+
+class InvalidVideo(DeepfakeError):
+    status, slug, title = 422, "invalid-video", "The video could not be decoded"
+
+
+class NoVideoStream(DeepfakeError):
+    status, slug, title = 422, "no-video-stream", "The file holds no video stream"
+
+
+class VideoTooSmall(DeepfakeError):
+    status, slug, title = 422, "video-too-small", "The video's frames are too small to judge"
+
+
+class VideoTooLarge(DeepfakeError):
+    status, slug, title = 413, "video-too-large", "The video's frames have too many pixels"
+
+
+class VideoTooLong(DeepfakeError):
+    status, slug, title = 413, "video-too-long", "The video is too long"
+
+
+class JobNotFound(DeepfakeError):
+    status, slug, title = 404, "job-not-found", "No such job"
+
+
+class QueueFull(DeepfakeError):
+    status, slug, title = 503, "queue-full", "The video queue is full"
+
+
+class TooManyJobs(DeepfakeError):
+    status, slug, title = 429, "too-many-jobs", "Too many videos of yours are waiting"
+
+
+class QueueUnavailable(DeepfakeError):
+    status, slug, title = 503, "queue-unavailable", "The job queue cannot be reached"
+
+
+class WorkerLost(DeepfakeError):
+    status, slug, title = 500, "worker-lost", "The worker analysing the video stopped"
+
+
+class JobTimeout(DeepfakeError):
+    status, slug, title = 500, "job-timeout", "The analysis took too long"
+
+
+class AnalysisFailed(DeepfakeError):
+    status, slug, title = 500, "analysis-failed", "The analysis failed"

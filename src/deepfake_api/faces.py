@@ -270,3 +270,19 @@ def analyse(
         warnings=decoded.warnings,
         faces=plan_faces(rgb, finder.detect(rgb), max_faces),
     )
+
+
+def analyse_frame(
+    rgb: np.ndarray, finder: FaceFinder, *, coded: tuple[int, int], fmt: str, max_faces: int
+) -> ImageFaces:
+    """One decoded video frame (already rotated upright) -> every face: the same path as an upload's
+    pixels. `coded` is the frame's width and height as stored, before rotation."""
+    return ImageFaces(
+        width=coded[0],
+        height=coded[1],
+        oriented_width=int(rgb.shape[1]),
+        oriented_height=int(rgb.shape[0]),
+        format=fmt,
+        warnings=[],
+        faces=plan_faces(rgb, finder.detect(rgb), max_faces),
+    )

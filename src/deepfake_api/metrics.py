@@ -58,3 +58,21 @@ def exposition() -> bytes:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
     return generate_latest()
+
+
+# Video jobs (jobs/). Queue depth is read from the job store when /metrics is scraped.
+JOBS = Counter("deepfake_jobs_total", "Video jobs ended, by outcome", ["outcome"])
+JOBS_RECOVERED = Counter(
+    "deepfake_jobs_recovered_total", "Running jobs whose worker was lost: queued again or failed", ["action"]
+)
+JOB_SECONDS = Histogram(
+    "deepfake_job_duration_seconds",
+    "Analysis time of a finished video job",
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+)
+VIDEO_FRAMES = Counter("deepfake_video_frames_total", "Video frames analysed (sampled)")
+VIDEO_FRAME_SECONDS = Counter(
+    "deepfake_video_frame_seconds_total",
+    "Seconds spent analysing sampled frames; frames/s = rate(frames) / rate(seconds)",
+)
+JOBS_QUEUED = Gauge("deepfake_jobs_active", "Video jobs queued or running", ["state"], multiprocess_mode="max")

@@ -153,3 +153,106 @@ class UrlsRequest(BaseModel):
     urls: list[Annotated[str, Field(max_length=2048, pattern=r"^https?://")]] = Field(
         min_length=1, examples=[["https://example.com/a.jpg", "https://example.com/b.jpg"]]
     )
+
+
+# -- video jobs ---------------------------------------------------------------------------------
+
+
+class VideoInfo(BaseModel):
+    container: Literal["mp4", "mov", "webm", "mkv", "avi"]
+    media_type: str = Field(examples=["video/mp4"])
+    codec: str = Field(examples=["h264"])
+    width: int = Field(description="Frame width as coded", examples=[1280])
+    height: int = Field(examples=[720])
+    duration_s: float | None = Field(description="From the container header", examples=[12.5])
+    fps: float | None = Field(examples=[30.0])
+    rotation: int | None = Field(None, description="Degrees the frames were turned to be upright (phone videos)")
+
+
+class FrameFace(BaseModel):
+    track: int = Field(description="The face track this face belongs to")
+    status: Literal["judged", "too_small", "not_judged"]
+    box: Box = Field(description="In the pixels of the upright frame")
+    detection_score: float = Field(ge=0, le=1)
+    label: Literal["real", "fake", "uncertain"] | None = None
+    score: float | None = Field(None, ge=0, le=1)
+    detectors: list[DetectorScore] = Field(default_factory=list)
+
+
+class FrameResult(BaseModel):
+    index: int = Field(ge=0, description="Position among the sampled frames")
+    time_s: float = Field(ge=0, description="Presentation time of the frame")
+    faces: list[FrameFace]
+
+
+class Track(BaseModel):
+    """One face followed across sampled frames (linked by box overlap)."""
+
+    id: int
+    label: Literal["real", "fake", "uncertain"] = Field(description="The card's band applied to `score`")
+    score: float = Field(ge=0, le=1, description="Mean calibrated P(fake) of the track's judged faces")
+    max_score: float = Field(ge=0, le=1)
+    frames: int = Field(ge=1, description="Sampled frames in which the face was judged")
+    first_time_s: float
+    last_time_s: float
+    fake_frames: list[int] = Field(description="Indexes of the sampled frames where this face was labelled fake")
+
+
+class TopFrame(BaseModel):
+    index: int
+    time_s: float
+    track: int
+    score: float = Field(ge=0, le=1)
+    image: str | None = Field(None, description="URL of the frame (JPEG, at most 480 px), while the job is kept")
+
+
+class Sampling(BaseModel):
+    step_s: float = Field(description="Seconds between sampled frames")
+    frames_planned: int
+    frames_analysed: int
+
+
+class VideoResult(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    label: Literal["real", "fake", "uncertain", "no_face"] = Field(
+        description="`fake` if any face track is fake, `real` if every track is real, `no_face` if none was judged"
+    )
+    score: float | None = Field(ge=0, le=1, description="The most-fake track's score")
+    threshold: float
+    uncertain_band: tuple[float, float]
+    model: ModelInfo
+    detectors: list[DetectorInfo]
+    video: VideoInfo
+    sampling: Sampling
+    tracks: list[Track]
+    top_frames: list[TopFrame] = Field(description="The most-fake frames, most fake first")
+    frames: list[FrameResult] = Field(description="Every sampled frame with its faces")
+    warnings: list[str] = Field(default_factory=list)
+
+
+class Progress(BaseModel):
+    done: int = Field(ge=0, description="Sampled frames analysed")
+    planned: int | None = Field(None, description="Sampled frames planned (known once analysis starts)")
+
+
+class Job(BaseModel):
+    """A video analysis job. Poll `GET /jobs/{id}` until `state` is done, failed or cancelled."""
+
+    schema_version: Literal["2"] = SCHEMA_VERSION
+    id: str = Field(examples=["5b0e7c3f0d5c4a0b9f1e2d3c4b5a6978"])
+    kind: Literal["video"] = "video"
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    created_at: float = Field(description="Unix time")
+    updated_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    expires_at: float | None = Field(None, description="When a finished job and its result are deleted")
+    attempts: int = Field(ge=0, description="Times a worker started it (a lost worker's job is retried)")
+    progress: Progress
+    filename: str | None = None
+    size_bytes: int | None = None
+    video: VideoInfo | None = Field(None, description="From the header, read at upload")
+    result: VideoResult | None = None
+    problem: Problem | None = Field(None, description="Why the job failed (`failed` only)")
+    links: dict[str, str] = Field(default_factory=dict)

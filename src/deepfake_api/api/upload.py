@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
@@ -121,6 +122,50 @@ async def _upload_deadline(timeout_s: float) -> AsyncIterator[None]:
         ) from None
 
 
+class _FileCollector(_Collector):
+    """The part in field `file` goes to `sink` (a file) as it arrives; other parts stay small in memory."""
+
+    def __init__(self, sink: BinaryIO, small_part: int = 4096) -> None:
+        super().__init__(per_part=small_part)
+        self.sink = sink
+        self.files = 0
+        self.file_size = 0
+        self.filename = ""
+        self._to_sink = False
+
+    def on_part_begin(self) -> None:
+        super().on_part_begin()
+        self._to_sink = False
+
+    def on_headers_finished(self) -> None:
+        _, opts = parse_options_header(self.parts[-1].headers.get(b"content-disposition", b""))
+        if opts.get(b"name", b"") == FIELD.encode():
+            self.files += 1
+            if self.files > 1:
+                raise InvalidUpload(f"Send exactly one file in '{FIELD}'; got more. Use one request per video.")
+            self._to_sink = True
+            self.filename = opts.get(b"filename", b"").decode("utf-8", "replace")
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._to_sink:
+            self.sink.write(memoryview(data)[start:end])
+            self.file_size += end - start
+        else:
+            super().on_part_data(data, start, end)
+
+
+async def read_upload_to_file(request: Request, sink: BinaryIO, max_bytes: int, timeout_s: float) -> tuple[str, int]:
+    """The single file in field `file`, streamed into `sink` (never held in memory): its filename
+    and size. Same limits and errors as read_upload."""
+    async with _upload_deadline(timeout_s):
+        collector = await _read(request, max_bytes, _FileCollector(sink))
+    if collector.files == 0:
+        raise _no_file(collector.parts)
+    if collector.file_size == 0:
+        raise InvalidUpload("The uploaded file is empty.")
+    return collector.filename, collector.file_size
+
+
 async def _read(request: Request, max_bytes: int, collector: _Collector) -> _Collector:
     media, params = parse_options_header(request.headers.get("content-type", ""))
     if media != b"multipart/form-data" or not params.get(b"boundary"):
@@ -141,6 +186,7 @@ async def _read(request: Request, max_bytes: int, collector: _Collector) -> _Col
                 "on_header_field": collector.on_header_field,
                 "on_header_value": collector.on_header_value,
                 "on_header_end": collector.on_header_end,
+                "on_headers_finished": getattr(collector, "on_headers_finished", lambda: None),
                 "on_end": collector.on_end,
             },
         )

@@ -1,0 +1,312 @@
+"""Job records and their files, in SQLite (embedded) or Redis (shared by API replicas and workers).
+
+A job is one JSON document. Every change goes through `modify(id, change)`, which reads the
+document, lets `change` return the new one (or None: leave it) and writes it atomically against
+concurrent writers (an IMMEDIATE transaction in SQLite; WATCH/MULTI in Redis): a worker's
+progress, a client's cancel and the reaper's "this worker is gone" never overwrite each other.
+Finished jobs expire after their `expires_at`. Files: the uploaded video (`put_file`/`open_file`,
+a spool file in SQLite mode, chunks in Redis so a worker on another host can read it) and small
+blobs (the evidence frames).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+Doc = dict[str, Any]
+Change = Callable[[Doc], Doc | None]
+ACTIVE = ("queued", "running")
+FINAL = ("done", "failed", "cancelled")
+CHUNK = 4 * 1024 * 1024
+
+
+class JobStore(Protocol):
+    def create(self, doc: Doc) -> None: ...
+    def get(self, job_id: str) -> Doc | None: ...
+    def modify(self, job_id: str, change: Change) -> Doc | None: ...
+    def delete(self, job_id: str) -> None: ...
+    def active(self) -> list[Doc]: ...
+    def purge_expired(self) -> int: ...
+    def put_file(self, job_id: str, src: Path) -> None: ...
+    def open_file(self, job_id: str) -> Any: ...  # a context manager yielding a local Path
+    def drop_file(self, job_id: str) -> None: ...
+    def put_blob(self, job_id: str, name: str, data: bytes) -> None: ...
+    def get_blob(self, job_id: str, name: str) -> bytes | None: ...
+    def ping(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def _live(doc: Doc | None, now: float) -> Doc | None:
+    if doc is None or (doc.get("expires_at") and doc["expires_at"] <= now):
+        return None
+    return doc
+
+
+class SqliteStore:
+    """One database file in `directory` (WAL, so readers never wait for the worker's writes) and a
+    spool folder for uploaded videos; a connection per thread."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.spool = self.directory / "spool"
+        self.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = self.directory / "jobs.sqlite3"
+        self._local = threading.local()
+        with self._tx() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS jobs"
+                " (id TEXT PRIMARY KEY, state TEXT NOT NULL, expires_at REAL, doc TEXT NOT NULL)"
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS blobs (job_id TEXT, name TEXT, data BLOB, PRIMARY KEY (job_id, name))"
+            )
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def create(self, doc: Doc) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO jobs (id, state, expires_at, doc) VALUES (?, ?, ?, ?)",
+                (doc["id"], doc["state"], doc.get("expires_at"), json.dumps(doc)),
+            )
+
+    def get(self, job_id: str) -> Doc | None:
+        row = self._db().execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _live(json.loads(row[0]) if row else None, time.time())
+
+    def modify(self, job_id: str, change: Change) -> Doc | None:
+        with self._tx() as db:
+            row = db.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            doc = _live(json.loads(row[0]) if row else None, time.time())
+            if doc is None:
+                return None
+            new = change(dict(doc))
+            if new is None:
+                return doc
+            db.execute(
+                "UPDATE jobs SET state = ?, expires_at = ?, doc = ? WHERE id = ?",
+                (new["state"], new.get("expires_at"), json.dumps(new), job_id),
+            )
+            return new
+
+    def delete(self, job_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            db.execute("DELETE FROM blobs WHERE job_id = ?", (job_id,))
+        self.drop_file(job_id)
+
+    def active(self) -> list[Doc]:
+        rows = self._db().execute("SELECT doc FROM jobs WHERE state IN (?, ?)", ACTIVE).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def purge_expired(self) -> int:
+        now = time.time()
+        with self._tx() as db:
+            ids = [
+                r[0] for r in db.execute("SELECT id FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+            ]
+            for job_id in ids:
+                db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+                db.execute("DELETE FROM blobs WHERE job_id = ?", (job_id,))
+        for job_id in ids:
+            self.drop_file(job_id)
+        return len(ids)
+
+    def _file(self, job_id: str) -> Path:
+        return self.spool / f"{job_id}.video"
+
+    def put_file(self, job_id: str, src: Path) -> None:
+        os.replace(src, self._file(job_id))  # the spool is on the same filesystem as the upload's temp file
+
+    @contextmanager
+    def open_file(self, job_id: str) -> Iterator[Path | None]:
+        path = self._file(job_id)
+        yield path if path.is_file() else None
+
+    def drop_file(self, job_id: str) -> None:
+        self._file(job_id).unlink(missing_ok=True)
+
+    def put_blob(self, job_id: str, name: str, data: bytes) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO blobs (job_id, name, data) VALUES (?, ?, ?)", (job_id, name, data))
+
+    def get_blob(self, job_id: str, name: str) -> bytes | None:
+        if self.get(job_id) is None:
+            return None
+        row = self._db().execute("SELECT data FROM blobs WHERE job_id = ? AND name = ?", (job_id, name)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def ping(self) -> None:
+        self._db().execute("SELECT 1")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+
+class RedisStore:
+    """Keys under `prefix`: the document (with a TTL once finished), a set of active ids, the
+    video in chunks (a worker on another host reads it back to a local temp file) and blobs."""
+
+    def __init__(self, url: str, prefix: str = "deepfake:jobs:", spool: Path | None = None) -> None:
+        import redis
+
+        self._redis_errors = (redis.RedisError,)
+        self.r = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+        self.prefix = prefix
+        self.spool = Path(spool or tempfile.gettempdir())
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def _ttl(self, doc: Doc) -> int | None:
+        if doc.get("expires_at"):
+            return max(1, int(doc["expires_at"] - time.time()) + 1)
+        return None
+
+    def _write(self, pipe: Any, doc: Doc) -> None:
+        key = self._key("doc", doc["id"])
+        pipe.set(key, json.dumps(doc), ex=self._ttl(doc))
+        if doc["state"] in ACTIVE:
+            pipe.sadd(self._key("active"), doc["id"])
+        else:
+            pipe.srem(self._key("active"), doc["id"])
+            ttl = self._ttl(doc)
+            if ttl:
+                for blob in (self._key("blobs", doc["id"]), self._key("file", doc["id"])):
+                    pipe.expire(blob, ttl)
+
+    def create(self, doc: Doc) -> None:
+        pipe = self.r.pipeline()
+        self._write(pipe, doc)
+        pipe.execute()
+
+    def get(self, job_id: str) -> Doc | None:
+        raw = self.r.get(self._key("doc", job_id))
+        return _live(json.loads(raw) if raw else None, time.time())
+
+    def modify(self, job_id: str, change: Change) -> Doc | None:
+        key = self._key("doc", job_id)
+        out: list[Doc | None] = [None]
+
+        def attempt(pipe: Any) -> None:
+            raw = pipe.get(key)
+            doc = _live(json.loads(raw) if raw else None, time.time())
+            out[0] = doc
+            if doc is None:
+                pipe.multi()
+                return
+            new = change(dict(doc))
+            pipe.multi()
+            if new is not None:
+                self._write(pipe, new)
+                out[0] = new
+
+        self.r.transaction(attempt, key)
+        return out[0]
+
+    def delete(self, job_id: str) -> None:
+        self.r.delete(self._key("doc", job_id), self._key("blobs", job_id), self._key("file", job_id))
+        self.r.srem(self._key("active"), job_id)
+
+    def active(self) -> list[Doc]:
+        ids = sorted(i.decode() for i in self.r.smembers(self._key("active")))
+        docs = []
+        for job_id in ids:
+            doc = self.get(job_id)
+            if doc is None:
+                self.r.srem(self._key("active"), job_id)  # expired or deleted
+            elif doc["state"] in ACTIVE:
+                docs.append(doc)
+        return docs
+
+    def purge_expired(self) -> int:
+        return 0  # Redis expires keys itself
+
+    def put_file(self, job_id: str, src: Path) -> None:
+        key = self._key("file", job_id)
+        self.r.delete(key)
+        with open(src, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                self.r.append(key, chunk)
+        Path(src).unlink(missing_ok=True)
+
+    @contextmanager
+    def open_file(self, job_id: str) -> Iterator[Path | None]:
+        key = self._key("file", job_id)
+        size = int(self.r.strlen(key))
+        if size == 0:
+            yield None
+            return
+        fd, name = tempfile.mkstemp(prefix="video-", dir=self.spool)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for start in range(0, size, CHUNK):
+                    fh.write(self.r.getrange(key, start, min(size, start + CHUNK) - 1))
+            yield Path(name)
+        finally:
+            Path(name).unlink(missing_ok=True)
+
+    def drop_file(self, job_id: str) -> None:
+        self.r.delete(self._key("file", job_id))
+
+    def put_blob(self, job_id: str, name: str, data: bytes) -> None:
+        self.r.hset(self._key("blobs", job_id), name, data)
+
+    def get_blob(self, job_id: str, name: str) -> bytes | None:
+        if self.get(job_id) is None:
+            return None
+        data = self.r.hget(self._key("blobs", job_id), name)
+        return bytes(data) if data is not None else None
+
+    def ping(self) -> None:
+        self.r.ping()
+
+    def close(self) -> None:
+        self.r.close()
+
+
+def spool_file(directory: Path) -> tuple[int, Path]:
+    """A private temp file in the spool for an upload in progress (random name, mode 0600)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=directory)
+    return fd, Path(name)
+
+
+def clear_partial_uploads(directory: Path) -> None:
+    """Uploads cut off by a crash leave their .part files: nobody will finish them."""
+    for stale in Path(directory).glob("upload-*.part"):
+        stale.unlink(missing_ok=True)
+
+
+__all__ = ["ACTIVE", "FINAL", "JobStore", "RedisStore", "SqliteStore", "clear_partial_uploads", "spool_file"]

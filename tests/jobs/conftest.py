@@ -1,0 +1,66 @@
+"""A served app with its own job directory, and face tiles the image path judges fake and real."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from tests.conftest import DATASET_DIR
+from tests.utils.apps import serving
+
+TILE_HEIGHT = 300
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _tile(path: Path) -> Image.Image:
+    img = Image.open(path).convert("RGB")
+    if img.height > TILE_HEIGHT:
+        img = img.resize((round(img.width * TILE_HEIGHT / img.height), TILE_HEIGHT), Image.LANCZOS)
+    return img
+
+
+@cache
+def _rows() -> list[dict[str, str]]:
+    manifest = DATASET_DIR / "MANIFEST.csv"
+    if not manifest.is_file():
+        pytest.skip(f"no dataset at {DATASET_DIR}")
+    with manifest.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def judged_tile(client: TestClient, label: str, sources: tuple[str, ...]) -> Image.Image:
+    """The first dataset face of `label` (from `sources`) that /predict, as a tile, labels `label`."""
+    for row in (r for r in _rows() if r["label"] == label and r["dataset"] in sources):
+        tile = _tile(DATASET_DIR / row["file"])
+        body = client.post("/predict", files={"file": ("t.png", _png(tile))}).json()
+        if body.get("label") == label and len(body["faces"]) == 1:
+            return tile
+    pytest.fail(f"no {label} face among {sources} is judged {label} by the served model")
+
+
+@pytest.fixture(scope="module")
+def jobs_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    with serving(jobs_dir=tmp_path_factory.mktemp("jobs"), video_sample_fps=4.0) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def fake_tile(jobs_client: TestClient) -> Image.Image:
+    return judged_tile(jobs_client, "fake", ("stylegan3", "celebahq-pairs", "sd-portraits"))
+
+
+@pytest.fixture(scope="module")
+def real_tile(jobs_client: TestClient) -> Image.Image:
+    return judged_tile(jobs_client, "real", ("lfw-faceswap", "celebahq-pairs", "ffpp-faces"))
