@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -34,8 +37,15 @@ def wait_ready(client: TestClient, timeout: float = 120.0) -> None:
     raise TimeoutError("the app did not become ready")
 
 
+def _jobs_dir() -> Path:
+    """A job store of the test run's own: never the user's ~/.local/state, removed at exit."""
+    path = Path(tempfile.mkdtemp(prefix="deepfake-jobs-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def make_settings(**overrides: object) -> Settings:
-    values: dict[str, object] = {"model_path": MODEL_PATH, "log_json": False}
+    values: dict[str, object] = {"model_path": MODEL_PATH, "log_json": False, "jobs_dir": _jobs_dir()}
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 

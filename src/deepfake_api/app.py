@@ -109,7 +109,15 @@ async def _load(app: FastAPI) -> None:
         log.exception("model load failed", extra={"model_path": str(model.path)})
         return
     await engine.start()
-    await loop.run_in_executor(None, _start_jobs, app)
+    delay = 1.0
+    while True:  # a broker that is not up yet (compose, k8s) is waited for; readiness says so
+        try:
+            await loop.run_in_executor(None, _start_jobs, app)
+            break
+        except Exception as exc:
+            log.warning("job queue unavailable, retrying", extra={"error": type(exc).__name__, "retry_s": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
     metrics.MODEL_INFO.labels(model.name, model.version, model.sha256).set(1)
     log.info("ready", extra={"model": model.name, "version": model.version, "sha256": model.sha256})
 

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -60,6 +61,8 @@ def _metrics_dir(workers: int) -> Iterator[None]:
     if workers <= 1:
         yield
         return
+    # Until uvicorn installs its own handler, SIGTERM is a clean exit that still removes the directory.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     given = os.environ.get(MULTIPROC_ENV)
     path = Path(given) if given else Path(tempfile.mkdtemp(prefix="deepfake-metrics-"))
     path.mkdir(parents=True, exist_ok=True)

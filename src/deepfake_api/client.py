@@ -149,12 +149,19 @@ class LocalScorer(HttpScorer):
     def __init__(self, model_path: Path) -> None:
         import tempfile
 
+        # Videos are jobs of this process's own embedded worker: a private queue, gone at exit.
+        self._jobs_dir = tempfile.TemporaryDirectory(prefix="deepfake-jobs-")
+        try:
+            self._start(model_path)
+        except BaseException:
+            self._jobs_dir.cleanup()  # a scorer that never started leaves nothing behind
+            raise
+
+    def _start(self, model_path: str | Path) -> None:
         from fastapi.testclient import TestClient
 
         from deepfake_api.app import create_app
 
-        # Videos are jobs of this process's own embedded worker: a private queue, gone at exit.
-        self._jobs_dir = tempfile.TemporaryDirectory(prefix="deepfake-jobs-")
         settings = get_settings().model_copy(
             update={
                 "model_path": Path(model_path),
@@ -171,7 +178,7 @@ class LocalScorer(HttpScorer):
         deadline = time.monotonic() + 300
         while (health := client.get("/health/ready")).status_code != 200:
             if app.state.load_error or time.monotonic() > deadline:
-                self.close()
+                client.__exit__(None, None, None)
                 raise ScoreError(f"the model did not load: {app.state.load_error or health.json()}")
             time.sleep(0.05)
 

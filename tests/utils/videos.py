@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -29,7 +30,7 @@ def write_video(
     stream.width, stream.height = w, h
     stream.pix_fmt = "yuv420p"
     if times is not None:
-        stream.codec_context.time_base = stream.time_base = __import__("fractions").Fraction(1, 1000)
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
     for i, rgb in enumerate(frames):
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         if times is not None:
@@ -59,7 +60,9 @@ def with_display_rotation(mp4: bytes, degrees: int) -> bytes:
     return mp4[:offset] + matrix + mp4[offset + 36 :]
 
 
-def canvas_with(tiles: Sequence[tuple[Image.Image | None, tuple[int, int]]], size: tuple[int, int] = (640, 360)) -> np.ndarray:
+def canvas_with(
+    tiles: Sequence[tuple[Image.Image | None, tuple[int, int]]], size: tuple[int, int] = (640, 360)
+) -> np.ndarray:
     """A flat grey frame with face images pasted at the given top-left corners."""
     canvas = Image.new("RGB", size, (120, 120, 120))
     for tile, at in tiles:

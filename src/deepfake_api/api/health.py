@@ -15,7 +15,7 @@ REPLICA = socket.gethostname()
 
 
 def _health(request: Request, model: ModelDep, engine: EngineDep) -> JSONResponse:
-    ready = model.ready and engine.running
+    ready = model.ready and engine.running and request.app.state.jobs is not None  # videos are served too
     body = Health(
         status="ok" if ready else "failed" if request.app.state.load_error else "starting",
         ready=ready,
@@ -26,7 +26,10 @@ def _health(request: Request, model: ModelDep, engine: EngineDep) -> JSONRespons
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
-_READY_DOC = {200: {"model": Health}, 503: {"model": Health, "description": "Model not loaded or warmed yet"}}
+_READY_DOC = {
+    200: {"model": Health},
+    503: {"model": Health, "description": "Model not loaded or warmed yet, or the job queue not started"},
+}
 
 
 @router.get(

@@ -55,6 +55,12 @@ VIDEO_BODY: dict[str, Any] = {
 }
 
 
+JOB_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {**PROBLEM, "description": "Unknown, deleted or expired job"},
+    422: {**PROBLEM, "description": "The job id is not valid"},
+}
+
+
 def _queue(request: Request) -> JobQueue:
     queue: JobQueue | None = request.app.state.jobs
     if queue is None:
@@ -188,7 +194,7 @@ async def _doc(request: Request, job_id: str) -> Doc:
     "/jobs/{job_id}",
     response_model=Job,
     summary="A job's state, progress and, when done, its result",
-    responses={404: {**PROBLEM, "description": "Unknown, deleted or expired job"}},
+    responses=JOB_RESPONSES,
 )
 async def get_job(request: Request, job_id: str) -> Response:
     authorize(request, request.app.state.settings)
@@ -201,7 +207,7 @@ async def get_job(request: Request, job_id: str) -> Response:
     response_model=Job,
     status_code=202,
     summary="Cancel a queued or running job (202), or delete a finished one and its result (204)",
-    responses={204: {"description": "Deleted"}, 404: {**PROBLEM, "description": "Unknown, deleted or expired job"}},
+    responses={204: {"description": "Deleted"}, **JOB_RESPONSES},
 )
 async def delete_job(request: Request, job_id: str) -> Response:
     authorize(request, request.app.state.settings)
@@ -237,6 +243,7 @@ async def delete_job(request: Request, job_id: str) -> Response:
     responses={
         200: {"content": {"image/jpeg": {}}, "description": "The frame, at most 480 px"},
         404: {**PROBLEM, "description": "No such job or frame"},
+        422: {**PROBLEM, "description": "The frame index is not an integer"},
     },
 )
 async def get_frame(request: Request, job_id: str, index: int) -> Response:
