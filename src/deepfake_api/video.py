@@ -150,7 +150,8 @@ def sample_times(duration_s: float | None, sample_fps: float, max_frames: int) -
 def planned_frames(duration_s: float | None, step: float, max_frames: int) -> int:
     if not duration_s:
         return max_frames
-    return max(1, min(max_frames, math.floor(duration_s / step + 1e-9) + 1))
+    # Frames at 0, step, 2·step, … strictly before the end.
+    return max(1, min(max_frames, math.ceil(duration_s / step - 1e-9)))
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,9 @@ def mutated(draw: st.DrawFn) -> bytes:
         op = draw(st.sampled_from(["flip", "truncate", "delete", "duplicate", "zero"]))
         if len(data) < 16:
             break
-        at = draw(st.integers(0, len(data) - 1))
+        # A position as a share of the length: encoders' output sizes vary run to run, and
+        # hypothesis wants the same draws for the same choices.
+        at = draw(st.integers(0, 9_999)) * (len(data) - 1) // 9_999
         if op == "flip":
             data[at] ^= 1 << draw(st.integers(0, 7))
         elif op == "truncate":

@@ -89,7 +89,8 @@ class VideoAnalyser:
         def done(d: Doc) -> Doc:
             t = now()
             d.update(state="done", finished_at=t, updated_at=t, expires_at=t + self.settings.jobs_result_ttl_s)
-            d.update(result=result, owner=None)
+            n = result["sampling"]["frames_analysed"]
+            d.update(result=result, owner=None, progress={"done": n, "planned": n})  # a plan was an estimate
             return d
 
         self._end(job_id, owner, done)
