@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import shutil
+import subprocess
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from tests.conftest import DATASET_DIR
 from tests.utils.apps import serving
+from tests.utils.server import free_port
 
 TILE_HEIGHT = 300
 
@@ -64,3 +71,40 @@ def fake_tile(jobs_client: TestClient) -> Image.Image:
 @pytest.fixture(scope="module")
 def real_tile(jobs_client: TestClient) -> Image.Image:
     return judged_tile(jobs_client, "real", ("lfw-faceswap", "celebahq-pairs", "ffpp-faces"))
+
+
+@contextmanager
+def redis_server(data: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real redis-server of the test's own (.ci/run installs Debian's redis-server): its URL and process."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed: .ci/run installs it")
+        pytest.skip("no redis-server: apt-get install redis-server (.ci/run does it)")
+    port = free_port()
+    data.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data)],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0", proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as (url, _):
+        yield url

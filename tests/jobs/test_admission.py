@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 from fastapi.testclient import TestClient
 
+from tests.jobs.conftest import redis_server
 from tests.utils.apps import serving
 from tests.utils.problems import assert_problem
 from tests.utils.videos import write_video
@@ -49,4 +50,23 @@ def test_one_client_gets_429_while_others_are_served(tmp_path: Path) -> None:
         assert_problem(r, 429, "too-many-jobs")
         assert r.headers["retry-after"] == "5"
         assert _post(client, "192.0.2.50").status_code == 202  # another client is not held back
+        assert _spooled(tmp_path) == []
+
+
+def test_a_broker_that_goes_away_is_503_never_500(tmp_path: Path) -> None:
+    with (
+        redis_server(tmp_path / "redis") as (url, proc),
+        serving(
+            jobs_dir=tmp_path, jobs_backend="redis", redis_url=url, jobs_embedded_worker=False, jobs_retry_after_s=3
+        ) as client,
+    ):
+        job = _post(client)
+        assert job.status_code == 202
+        proc.kill()
+        proc.wait()
+        r = _post(client)
+        assert_problem(r, 503, "queue-unavailable")
+        assert r.headers["retry-after"] == "3"
+        assert_problem(client.get(f"/jobs/{job.json()['id']}"), 503, "queue-unavailable")
+        assert client.get("/predict").status_code == 405  # the rest of the service is unaffected
         assert _spooled(tmp_path) == []

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -55,6 +56,7 @@ VIDEO_BODY: dict[str, Any] = {
 }
 
 
+T = TypeVar("T")
 JOB_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {**PROBLEM, "description": "Unknown, deleted or expired job"},
     422: {**PROBLEM, "description": "The job id is not valid"},
@@ -66,6 +68,17 @@ def _queue(request: Request) -> JobQueue:
     if queue is None:
         raise ModelNotReady("The job queue is starting; retry shortly.", headers={"Retry-After": "1"})
     return queue
+
+
+async def _in_store(queue: JobQueue, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` off the event loop; an unreachable store (broker down, disk gone) is a 503."""
+    try:
+        return await run_in_threadpool(fn, *args)
+    except queue.store.errors as exc:
+        raise QueueUnavailable(
+            f"The job store cannot be reached ({type(exc).__name__}); retry shortly.",
+            headers={"Retry-After": str(queue.settings.jobs_retry_after_s)},
+        ) from None
 
 
 def _client(request: Request) -> str:
@@ -126,21 +139,21 @@ async def submit_video(
     authorize(request, settings)
     queue = _queue(request)
     client = _client(request)
-    await run_in_threadpool(_admit, queue, client)
+    await _in_store(queue, _admit, queue, client)
     fd, part = spool_file(queue.spool)
     try:
         with os.fdopen(fd, "wb") as sink:
             filename, size = await read_upload_to_file(
                 request, sink, settings.video_max_bytes, max(settings.upload_timeout_s, 300.0)
             )
-        doc = await run_in_threadpool(_check_and_queue, queue, part, filename, size, client, request_id_of(request))
+        doc = await _in_store(queue, _check_and_queue, queue, part, filename, size, client, request_id_of(request))
     finally:
         part.unlink(missing_ok=True)  # moved into the job's file, or refused
     request.state.log_extra = {"job_id": doc["id"], "video_bytes": size}
     deadline = time.monotonic() + min(wait, settings.video_max_wait_s)
     while doc["state"] in ACTIVE and time.monotonic() < deadline:
         await asyncio.sleep(POLL_S)
-        doc = await run_in_threadpool(queue.store.get, doc["id"]) or doc
+        doc = await _in_store(queue, queue.store.get, doc["id"]) or doc
     return _job_response(doc, 200 if doc["state"] in FINAL else 202)
 
 
@@ -184,7 +197,8 @@ def _check_and_queue(queue: JobQueue, part: Path, filename: str, size: int, clie
 
 
 async def _doc(request: Request, job_id: str) -> Doc:
-    doc = await run_in_threadpool(_queue(request).store.get, job_id)
+    queue = _queue(request)
+    doc = await _in_store(queue, queue.store.get, job_id)
     if doc is None:
         raise JobNotFound(f"No job {job_id[:64]!r}: it never existed, was deleted, or its result expired.")
     return doc
@@ -214,7 +228,7 @@ async def delete_job(request: Request, job_id: str) -> Response:
     queue = _queue(request)
     doc = await _doc(request, job_id)
     if doc["state"] in FINAL:
-        await run_in_threadpool(queue.store.delete, job_id)
+        await _in_store(queue, queue.store.delete, job_id)
         return Response(status_code=204)
     ttl = queue.settings.jobs_result_ttl_s
 
@@ -228,11 +242,11 @@ async def delete_job(request: Request, job_id: str) -> Response:
             return d
         return None
 
-    new = await run_in_threadpool(queue.store.modify, job_id, cancel)
+    new = await _in_store(queue, queue.store.modify, job_id, cancel)
     if new is None:
         raise JobNotFound(f"No job {job_id[:64]!r}.")
     if new["state"] == "cancelled":
-        await run_in_threadpool(queue.store.drop_file, job_id)
+        await _in_store(queue, queue.store.drop_file, job_id)
     return _job_response(new, 202)
 
 
@@ -248,7 +262,8 @@ async def delete_job(request: Request, job_id: str) -> Response:
 )
 async def get_frame(request: Request, job_id: str, index: int) -> Response:
     authorize(request, request.app.state.settings)
-    data = await run_in_threadpool(_queue(request).store.get_blob, job_id, frame_blob(index))
+    queue = _queue(request)
+    data = await _in_store(queue, queue.store.get_blob, job_id, frame_blob(index))
     if data is None:
         raise JobNotFound(f"Job {job_id[:64]!r} has no kept frame {index}.")
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

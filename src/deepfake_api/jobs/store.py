@@ -30,6 +30,8 @@ CHUNK = 4 * 1024 * 1024
 
 
 class JobStore(Protocol):
+    errors: tuple[type[Exception], ...]  # what the store raises when it cannot be reached
+
     def create(self, doc: Doc) -> None: ...
     def get(self, job_id: str) -> Doc | None: ...
     def modify(self, job_id: str, change: Change) -> Doc | None: ...
@@ -54,6 +56,8 @@ def _live(doc: Doc | None, now: float) -> Doc | None:
 class SqliteStore:
     """One database file in `directory` (WAL, so readers never wait for the worker's writes) and a
     spool folder for uploaded videos; a connection per thread."""
+
+    errors: tuple[type[Exception], ...] = (sqlite3.OperationalError,)  # locked too long, disk full or gone
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
@@ -181,7 +185,7 @@ class RedisStore:
     def __init__(self, url: str, prefix: str = "deepfake:jobs:", spool: Path | None = None) -> None:
         import redis
 
-        self._redis_errors = (redis.RedisError,)
+        self.errors: tuple[type[Exception], ...] = (redis.RedisError,)  # the store cannot be reached
         self.r = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
         self.prefix = prefix
         self.spool = Path(spool or tempfile.gettempdir())
