@@ -48,8 +48,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     DEEPFAKE_HOST=0.0.0.0 \
     DEEPFAKE_PORT=8000 \
     DEEPFAKE_MODEL_PATH=/app/models/model_card.json \
-    DEEPFAKE_ASSETS_DIR=/app/models/vendor
-RUN useradd --uid 10001 --user-group --no-create-home --home-dir /app --shell /usr/sbin/nologin app
+    DEEPFAKE_ASSETS_DIR=/app/models/vendor \
+    DEEPFAKE_JOBS_DIR=/var/lib/deepfake-api
+# The job directory (uploaded videos on their way to the queue; with the default embedded
+# backend also the queue itself) is the one place written at run time: a volume in compose/k8s.
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /app --shell /usr/sbin/nologin app \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/deepfake-api
+VOLUME ["/var/lib/deepfake-api"]
 # Dependencies first (a large layer that changes only with requirements), then the package.
 COPY --from=venv /opt/venv /opt/venv
 COPY --from=app /opt/app/site/ /opt/venv/lib/python3.11/site-packages/
@@ -66,4 +71,5 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 # Exec form: uvicorn is PID 1 and gets SIGTERM itself, then drains in-flight requests
 # (timeout_graceful_shutdown=30 in `deepfake-api serve`).
 STOPSIGNAL SIGTERM
+# The same image runs the video workers: `deepfake-api worker` (compose, k8s).
 CMD ["deepfake-api", "serve"]

@@ -22,6 +22,8 @@ KILL_TEST=0
 PY=$REPO/.venv/bin/python
 WORK=$(mktemp -d)
 export COMPOSE_PROJECT_NAME=$PROJECT DEEPFAKE_TAG=${DEEPFAKE_TAG:-latest}
+# A short lease, so the kill -9 check waits seconds, not a minute, for the takeover.
+export DEEPFAKE_JOBS_LEASE_S=${DEEPFAKE_JOBS_LEASE_S:-15}
 
 STARTED=$(date +%s)
 STAGE_NAME="" STAGE_START=0
@@ -44,7 +46,8 @@ cleanup() {
     echo "== container: diagnostics after failure (exit $rc)"
     [ "$COMPOSE_UP" = 1 ] && docker-compose ps && docker-compose logs --no-color --tail=60
     if [ "$STACK_UP" = 1 ]; then
-      docker service ps --no-trunc "${STACK}_api" "${STACK}_proxy"
+      docker service ps --no-trunc "${STACK}_api" "${STACK}_proxy" "${STACK}_worker" "${STACK}_redis"
+      docker service logs --tail 40 "${STACK}_worker"
       docker service logs --tail 40 "${STACK}_api"
       docker service logs --tail 40 "${STACK}_proxy"
     fi
@@ -102,8 +105,8 @@ healthy_api_tasks() {
   docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_api" --filter health=healthy | wc -l
 }
 enough_healthy_tasks() { [ "$(healthy_api_tasks)" -ge "$REPLICAS" ]; }
-compose_api_healthy() {
-  [ "$(docker inspect -f '{{.State.Health.Status}}' "$(docker-compose ps -q api 2>/dev/null | head -1)")" = healthy ]
+compose_healthy() {  # compose_healthy SERVICE: its (first) container's HEALTHCHECK says healthy
+  [ "$(docker inspect -f '{{.State.Health.Status}}' "$(docker-compose ps -q "$1" 2>/dev/null | head -1)")" = healthy ]
 }
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -170,13 +173,34 @@ up_start=$(date +%s)
 docker-compose up -d --scale api=1 >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; fail "docker-compose up failed"; }
 wait_for 240 http_ok "$URL/health/ready" || fail "/health/ready through the proxy not 200 within 240 s"
 say "ready through the proxy $(($(date +%s) - up_start)) s after 'up'"
-wait_for 60 compose_api_healthy || fail "the api container's HEALTHCHECK did not report healthy"
+wait_for 60 compose_healthy api || fail "the api container's HEALTHCHECK did not report healthy"
 say "container HEALTHCHECK: healthy $(($(date +%s) - up_start)) s after 'up'"
 
 stage "compose: checks"
 check_predict || fail "/predict check failed under docker-compose"
 api=$(docker-compose ps -q api 2>/dev/null | head -1)
 proxy=$(docker-compose ps -q proxy 2>/dev/null | head -1)
+
+stage "compose: video jobs on Redis, a worker killed with -9, an API restart"
+wait_for 180 compose_healthy worker || fail "the worker container's healthcheck did not report healthy"
+"$PY" .ci/video_jobs.py "$URL" "$PROBE" quick || fail "a short video through the proxy was not analysed"
+job=$("$PY" .ci/video_jobs.py "$URL" "$PROBE" submit) || fail "POST /videos failed"
+"$PY" .ci/video_jobs.py "$URL" "$PROBE" wait-running "$job" --timeout 180 || fail "no worker started the job"
+worker=$(docker-compose ps -q worker | head -1)
+kill -9 "$(docker inspect -f '{{.State.Pid}}' "$worker")"
+say "kill -9 of the worker's process mid-job; the job's lease is ${DEEPFAKE_JOBS_LEASE_S} s"
+"$PY" .ci/video_jobs.py "$URL" "$PROBE" wait-done "$job" --attempts 2 --timeout 300 \
+  || fail "the killed worker's job was not taken over and finished"
+say "worker restarted by its restart policy $(docker inspect -f '{{.RestartCount}}' "$worker") time(s)"
+docker-compose stop -t 20 worker >/dev/null 2>&1
+job=$("$PY" .ci/video_jobs.py "$URL" "$PROBE" submit) || fail "POST /videos with no worker running failed"
+docker-compose restart -t 40 api >/dev/null 2>&1
+wait_for 240 http_ok "$URL/health/ready" || fail "the API did not come back after a restart"
+docker-compose start worker >/dev/null 2>&1
+"$PY" .ci/video_jobs.py "$URL" "$PROBE" wait-done "$job" --timeout 300 \
+  || fail "a job queued before an API restart was lost"
+say "a job queued while no worker ran survived an API restart and was analysed"
+check_predict || fail "/predict check failed after the video checks"
 
 stage "compose: 128 concurrent 9.5 MB uploads and hostile headers through the proxy"
 "$PY" -m bench.memory --url "$URL" --rounds 1 --concurrency 128 --header-clients 8 --json "$WORK/memory.json" \
@@ -251,6 +275,13 @@ with httpx.Client(timeout=10) as client:
 print("GET /health x20 through the proxy, by replica:", dict(seen))
 sys.exit(0 if len(seen) >= replicas else f"only {len(seen)} replica(s) answered")
 PY
+
+stage "swarm: a video through the proxy, analysed by the worker service on Redis"
+worker_task_healthy() {
+  [ "$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_worker" --filter health=healthy | wc -l)" -ge 1 ]
+}
+wait_for 240 worker_task_healthy || fail "the stack's worker task did not become healthy"
+"$PY" .ci/video_jobs.py "$URL" "$PROBE" quick || fail "a short video through the stack was not analysed"
 
 if [ "$KILL_TEST" = 1 ]; then
   # Light load through the proxy (4 clients) until $WORK/stop appears; bounded in count and time.

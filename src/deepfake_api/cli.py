@@ -304,8 +304,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from deepfake_api.jobs.worker import run
+    from deepfake_api.jobs.worker import check, run
 
+    if args.check:
+        alive, message = check(get_settings())
+        print(message, file=sys.stderr)
+        return 0 if alive else 1
     return run(get_settings())
 
 
@@ -335,6 +339,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the JSON responses")
     p.set_defaults(func=_predict)
     w = sub.add_parser("worker", help="analyse queued videos (settings: DEEPFAKE_JOBS_*, DEEPFAKE_REDIS_URL)")
+    w.add_argument("--check", action="store_true", help="exit 0 if this host's worker is alive (a healthcheck)")
     w.set_defaults(func=_worker)
     e = sub.add_parser("evaluate", help="score a labelled folder (MANIFEST.csv or real/ and fake/)")
     e.add_argument("data", type=Path)

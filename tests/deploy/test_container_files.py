@@ -88,3 +88,38 @@ def test_compose_runs_a_read_only_api_behind_a_host_mode_proxy() -> None:
     assert "memory" in deploy["resources"]["limits"]
     assert [p["mode"] for p in proxy["ports"]] == ["host"]
     assert all(":" in s["image"] for s in services.values()), "stack deploy needs image names"
+
+
+def _default(value: str) -> int:
+    """`${NAME:-default}` -> default."""
+    match = re.fullmatch(r"\$\{\w+:-(\d+)\}", value)
+    assert match, value
+    return int(match.group(1))
+
+
+def test_compose_runs_video_jobs_on_redis_with_a_worker_service_of_their_own() -> None:
+    services = _compose()["services"]
+    api, worker, redis = services["api"], services["worker"], services["redis"]
+    assert worker["image"] == api["image"] and worker["command"] == ["deepfake-api", "worker"]
+    for service in (api, worker):
+        env = service["environment"]
+        assert env["DEEPFAKE_JOBS_BACKEND"] == "redis" and env["DEEPFAKE_REDIS_URL"].startswith("redis://redis:")
+        assert env["DEEPFAKE_JOBS_EMBEDDED_WORKER"] == "false"  # the API only queues
+        # The job directory of the image (DEEPFAKE_JOBS_DIR in the Dockerfile) on a volume of its own.
+        assert {"type": "volume", "target": "/var/lib/deepfake-api"} in service["volumes"]
+    assert worker["healthcheck"]["test"] == ["CMD", "deepfake-api", "worker", "--check"]
+    assert "--appendonly" in redis["command"] and "noeviction" in redis["command"]
+    assert redis["volumes"][0]["source"] in _compose()["volumes"]
+
+
+def test_proxy_accepts_the_largest_video_compose_allows_and_does_not_retry_uploads() -> None:
+    conf = NGINX_CONF.read_text()
+    block = conf[conf.index("location = /videos {") :]
+    block = block[: block.index("}")]
+    size = re.search(r"client_max_body_size\s+(\d+)m;", block)
+    assert size and int(size.group(1)) * 1024 * 1024 > _default(
+        _compose()["services"]["api"]["environment"]["DEEPFAKE_VIDEO_MAX_BYTES"]
+    )
+    assert "non_idempotent" not in block  # a second attempt could queue the same video twice
+    read = re.search(r"proxy_read_timeout\s+(\d+)s;", block)
+    assert read and int(read.group(1)) > Settings.model_fields["video_max_wait_s"].default

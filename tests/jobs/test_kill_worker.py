@@ -53,6 +53,13 @@ def worker(jobs_dir: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
                 proc.wait()
 
 
+def _check(jobs_dir: Path) -> int:
+    """`deepfake-api worker --check`, the worker container's healthcheck."""
+    env = {**os.environ, "DEEPFAKE_JOBS_DIR": str(jobs_dir), "DEEPFAKE_JOBS_LEASE_S": str(LEASE_S)}
+    code = "from deepfake_api.cli import main; raise SystemExit(main(['worker', '--check']))"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60).returncode
+
+
 def _wait_for(client: TestClient, job_id: str, predicate, timeout: float, log: Path) -> dict:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -70,10 +77,12 @@ def test_kill_9_mid_job_then_the_next_worker_finishes_it(tmp_path: Path, real_ti
     data = write_video(frames, fps=4, crf=23)
     with serving(jobs_dir=jobs_dir, jobs_embedded_worker=False, jobs_lease_s=LEASE_S) as client:
         job_id = client.post("/videos", files={"file": ("clip.mp4", data)}).json()["id"]
+        assert _check(jobs_dir) == 1  # no worker has run here yet
         with worker(jobs_dir, log) as first:
             running = _wait_for(
                 client, job_id, lambda j: j["state"] == "running" and j["progress"]["done"] >= 5, 180, log
             )
+            assert _check(jobs_dir) == 0  # its healthcheck: alive
             os.kill(first.pid, signal.SIGKILL)
             first.wait(timeout=10)
         assert running["attempts"] == 1

@@ -10,6 +10,7 @@ once analysed. `?wait=S` holds the request up to S seconds (at most video_max_wa
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -147,6 +148,13 @@ async def submit_video(
                 request, sink, settings.video_max_bytes, max(settings.upload_timeout_s, 300.0)
             )
         doc = await _in_store(queue, _check_and_queue, queue, part, filename, size, client, request_id_of(request))
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise QueueFull(
+            "There is no room to store the video now; retry later.",
+            headers={"Retry-After": str(settings.jobs_retry_after_s)},
+        ) from None
     finally:
         part.unlink(missing_ok=True)  # moved into the job's file, or refused
     request.state.log_extra = {"job_id": doc["id"], "video_bytes": size}

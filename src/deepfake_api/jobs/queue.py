@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from huey import RedisHuey, SqliteHuey
@@ -77,6 +78,7 @@ class JobQueue:
         self._task = self.huey.task(name=TASK)(self._run)
         self._consumer: Consumer | None = None
         self._reaper: threading.Thread | None = None
+        self.alive_file: Path | None = None  # touched after every good reaper round (a worker's healthcheck)
         self._stop = threading.Event()
 
     # -- API side ----------------------------------------------------------------------------
@@ -174,6 +176,8 @@ class JobQueue:
         while not self._stop.wait(interval):
             try:
                 self.reap()
+                if self.alive_file is not None:  # this process runs and reaches the store
+                    self.alive_file.touch()
             except Exception:  # the store is briefly unreachable: try again next round
                 log.exception("reaper round failed")
 
