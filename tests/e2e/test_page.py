@@ -251,6 +251,14 @@ def test_controls_are_labelled_and_reachable_by_keyboard(page: Page) -> None:
 
     assert page.find("file").get_attribute("aria-label")
     assert page.text("choose") == "Choose images"
+    # First the tab list (one stop: the selected tab; arrow keys move between tabs), then the panel.
+    ActionChains(page.driver).send_keys(Keys.TAB).perform()
+    assert page.driver.switch_to.active_element.get_attribute("id") == "tab-images"
+    ActionChains(page.driver).send_keys(Keys.ARROW_RIGHT).perform()
+    assert page.driver.switch_to.active_element.get_attribute("id") == "tab-video"
+    assert page.shown("video-panel") and not page.shown("image-panel")
+    ActionChains(page.driver).send_keys(Keys.ARROW_LEFT).perform()
+    assert page.shown("image-panel") and not page.shown("video-panel")
     ActionChains(page.driver).send_keys(Keys.TAB).perform()
     focused = page.driver.switch_to.active_element
     assert focused.get_attribute("id") == "choose"
@@ -359,3 +367,71 @@ def test_a_pasted_url_is_checked_by_the_service_and_a_private_one_refused(page: 
     assert "(403)" in page.text("error-title")
     assert "loopback" in page.text("error-detail")
     assert page.find("queue").find_elements(page.by.CSS_SELECTOR, 'li[data-state="error"]')
+
+
+def _clip_of_two_faces(tmp_path: Path) -> Path:
+    """3 s at 4 fps: one face throughout, a second one from 1.0 s to 2.25 s."""
+    from PIL import Image
+
+    from tests.utils.videos import canvas_with, write_video
+
+    a, b = (Image.open(_sample(label, tmp_path, i)).convert("RGB") for i, label in enumerate(("real", "fake")))
+    frames = [canvas_with([(a, (10, 30)), (b if 4 <= i < 10 else None, (330, 30))], size=(660, 360)) for i in range(12)]
+    path = tmp_path / "two-faces.mp4"
+    path.write_bytes(write_video(frames, fps=4))
+    return path
+
+
+def test_a_video_shows_upload_and_job_progress_each_track_over_time_and_the_top_frames(
+    page: Page, live_server: str, tmp_path: Path
+) -> None:
+    css = page.by.CSS_SELECTOR
+    page.find("tab-video").click()
+    assert page.shown("video-panel") and not page.shown("image-panel")
+    assert page.find("tab-video").get_attribute("aria-selected") == "true"
+    page.find("video-file").send_keys(str(_clip_of_two_faces(tmp_path)))
+    page.wait.until(lambda d: page.shown("video-result") or page.shown("video-error"))
+    assert not page.shown("video-error"), page.text("video-error")
+    job = httpx.get(f"{live_server}/jobs/{page.text('video-job-id')}", timeout=WAIT_S).json()
+    res = job["result"]
+    assert page.text("video-label").lower() == res["label"] and res["label"] != "no_face"
+    assert float(page.text("video-score")) == pytest.approx(res["score"], abs=5e-4 + 1e-9)
+    # Both bars full: the whole file went up, every planned frame was analysed.
+    upload, analysis = page.find("video-upload"), page.find("video-analysis")
+    assert float(upload.get_attribute("value")) == float(upload.get_attribute("max")) > 0
+    assert int(float(analysis.get_attribute("value"))) == res["sampling"]["frames_analysed"]
+    assert page.text("video-state") == "Done."
+    # One line per face track, one point per frame the face was judged in.
+    lines = page.driver.find_elements(css, "#video-plot g[data-track]")
+    assert len(lines) == len(res["tracks"]) >= 2
+    for line, track in zip(lines, res["tracks"], strict=True):
+        assert line.get_attribute("data-label") == track["label"]
+        assert len(line.find_elements(css, "circle")) == track["frames"]
+    assert len(page.driver.find_elements(css, "#video-tracks li")) == len(res["tracks"])
+    # The most-fake frames: served images, every face of the frame boxed, the evidence face marked.
+    kept = [t for t in res["top_frames"] if t["image"]]
+    shown = page.driver.find_elements(css, "#video-frames li")
+    assert len(shown) == len(kept) >= 1
+    page.wait.until(
+        lambda d: d.execute_script(
+            "return [...document.querySelectorAll('#video-frames img')].every((i) => i.complete && i.naturalWidth > 0)"
+        )
+    )
+    by_index = {f["index"]: f for f in res["frames"]}
+    for item, top in zip(shown, kept, strict=True):
+        boxes = item.find_elements(css, ".face-box")
+        assert len(boxes) == len(by_index[top["index"]]["faces"])
+        evidence = item.find_elements(css, ".face-box.evidence")
+        assert [b.get_attribute("data-track") for b in evidence] == [str(top["track"])]
+    assert page.severe_logs() == []
+    save_screenshot(page.driver, "video")
+
+
+def test_a_file_that_is_not_a_video_shows_the_problem(page: Page, tmp_path: Path) -> None:
+    page.find("tab-video").click()
+    path = tmp_path / "notes.mp4"
+    path.write_bytes(b"this is text, not a video\n" * 20)
+    page.find("video-file").send_keys(str(path))
+    page.wait.until(lambda d: page.shown("video-error"))
+    assert page.text("video-error-title") == "Unsupported video type (415)"
+    assert not page.shown("video-result")

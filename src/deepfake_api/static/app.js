@@ -1,6 +1,6 @@
 "use strict";
 // The demo page: send images (a queue, one at a time) to POST /predict, or an image URL to
-// POST /predict/url, and show each verdict. Vanilla JS, no inline
+// POST /predict/url, and show each verdict; or a video to POST /videos, then follow its job. Vanilla JS, no inline
 // script or style anywhere (the page is served with a strict CSP); bar geometry is set
 // through the CSSOM, which the CSP allows.
 
@@ -128,17 +128,21 @@ function renderError({ title, detail, requestId = "" }) {
   show("error", requestId);
 }
 
-async function problemOf(response) {
+function problemFrom(status, statusText, problem, retryAfter, requestId, what = "image") {
   // Errors are application/problem+json; anything else (a proxy's HTML page) gets a generic text.
+  const title = `${problem.title || statusText || "Request failed"} (${status})`;
+  let detail = problem.detail || `The server could not handle this ${what}.`;
+  if (status === 503) {
+    detail += ` The service is busy or starting: please retry${retryAfter ? ` in ${retryAfter} s` : " shortly"}.`;
+  }
+  return { title, detail, requestId: problem.request_id || requestId || "" };
+}
+
+async function problemOf(response, what = "image") {
   let problem = {};
   try { problem = await response.json(); } catch { /* not JSON */ }
-  const title = `${problem.title || response.statusText || "Request failed"} (${response.status})`;
-  let detail = problem.detail || "The server could not handle this image.";
-  if (response.status === 503) {
-    const wait = response.headers.get("Retry-After");
-    detail += ` The service is busy or starting: please retry${wait ? ` in ${wait} s` : " shortly"}.`;
-  }
-  return { title, detail, requestId: problem.request_id || response.headers.get("X-Request-ID") || "" };
+  return problemFrom(response.status, response.statusText, problem, response.headers.get("Retry-After"),
+    response.headers.get("X-Request-ID"), what);
 }
 
 function setPreview(name, url, isImage) {
@@ -331,6 +335,267 @@ document.addEventListener("paste", (event) => {
   if (!file) return;
   event.preventDefault();
   enqueue([fileItem(file)]);
+});
+
+// ---- Tabs -------------------------------------------------------------------------------------
+
+const tabs = [$("tab-images"), $("tab-video")];
+function selectTab(tab) {
+  for (const t of tabs) {
+    const on = t === tab;
+    t.setAttribute("aria-selected", String(on));
+    t.tabIndex = on ? 0 : -1;
+    $(t.getAttribute("aria-controls")).hidden = !on;
+  }
+}
+for (const tab of tabs) {
+  tab.addEventListener("click", () => selectTab(tab));
+  tab.addEventListener("keydown", (event) => {  // arrow keys move between tabs (WAI-ARIA tabs pattern)
+    if (event.key !== "ArrowRight" && event.key !== "ArrowLeft") return;
+    const other = tabs[(tabs.indexOf(tab) + 1) % tabs.length];
+    selectTab(other);
+    other.focus();
+  });
+}
+
+// ---- Video: upload (with progress), poll the job, plot each face track, show the evidence -------
+
+const v = {
+  drop: $("video-drop"), choose: $("choose-video"), file: $("video-file"), status: $("video-status"),
+  name: $("video-name"), upload: $("video-upload"), uploadText: $("video-upload-text"),
+  analysis: $("video-analysis"), analysisText: $("video-analysis-text"), state: $("video-state"),
+  cancel: $("video-cancel"), error: $("video-error"), errorTitle: $("video-error-title"),
+  errorDetail: $("video-error-detail"), result: $("video-result"), label: $("video-label"),
+  score: $("video-score"), noFace: $("video-no-face"), plot: $("video-plot"), tracks: $("video-tracks"),
+  frames: $("video-frames"), info: $("video-info"), sampling: $("video-sampling"), time: $("video-time"),
+  jobId: $("video-job-id"), warnings: $("video-warnings"),
+};
+const SVG = "http://www.w3.org/2000/svg";
+const FINAL = ["done", "failed", "cancelled"];
+let videoJob = null;  // the job being shown: {id, cancelled}
+
+const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+function svg(tag, attrs, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, val] of Object.entries(attrs)) node.setAttribute(k, String(val));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function videoError(problem) {
+  v.errorTitle.textContent = problem.title;
+  v.errorDetail.textContent = problem.detail + (problem.requestId ? ` (request ${problem.requestId})` : "");
+  v.error.hidden = false;
+}
+
+function uploadVideo(file) {
+  // XMLHttpRequest, not fetch: only it reports upload progress.
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/videos");
+    xhr.responseType = "text";
+    xhr.upload.addEventListener("progress", (event) => {
+      if (!event.lengthComputable) return;
+      v.upload.max = event.total;
+      v.upload.value = event.loaded;
+      v.uploadText.textContent = `${mb(event.loaded)} of ${mb(event.total)}`;
+    });
+    xhr.addEventListener("load", () => resolve(xhr));
+    xhr.addEventListener("error", () => reject(new Error("network")));
+    xhr.addEventListener("abort", () => reject(new Error("aborted")));
+    const form = new FormData();
+    form.append("file", file, file.name || "video");
+    xhr.send(form);
+  });
+}
+
+function showJobProgress(job) {
+  const { done, planned } = job.progress;
+  v.analysis.max = planned || 1;
+  v.analysis.value = planned ? done : 0;
+  v.analysisText.textContent = planned ? `${done} of ${planned} frames` : "";
+  v.state.textContent = {
+    queued: "Queued: waiting for a worker…", running: "Analysing frames…", done: "Done.",
+    failed: "The analysis failed.", cancelled: "Cancelled.",
+  }[job.state];
+  v.status.dataset.state = job.state;
+  v.cancel.hidden = FINAL.includes(job.state);
+}
+
+async function checkVideo(file) {
+  const mine = { id: null, cancelled: false };
+  videoJob = mine;
+  for (const node of [v.error, v.result]) node.hidden = true;
+  v.status.hidden = false;
+  v.name.textContent = file.name || "video";
+  v.upload.value = 0;
+  v.analysis.value = 0;
+  v.analysisText.textContent = "";
+  v.uploadText.textContent = "";
+  v.state.textContent = "Uploading…";
+  v.status.dataset.state = "uploading";
+  v.cancel.hidden = true;
+  let xhr;
+  try {
+    xhr = await uploadVideo(file);
+  } catch {
+    v.state.textContent = "";
+    videoError({ title: "The upload failed", detail: "The video did not reach the service (too large, or the server is down). Please retry." });
+    return;
+  }
+  let body = {};
+  try { body = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
+  if (xhr.status !== 202 && xhr.status !== 200) {
+    v.state.textContent = "";
+    videoError(problemFrom(xhr.status, xhr.statusText, body, xhr.getResponseHeader("Retry-After"),
+      xhr.getResponseHeader("X-Request-ID"), "video"));
+    return;
+  }
+  mine.id = body.id;
+  v.jobId.textContent = body.id;
+  let job = body;
+  while (!FINAL.includes(job.state) && videoJob === mine) {
+    showJobProgress(job);
+    await new Promise((r) => setTimeout(r, 1000));
+    const response = await fetch(`/jobs/${job.id}`).catch(() => null);
+    if (!response) continue;  // a blip: poll again
+    if (!response.ok) {
+      videoError(await problemOf(response, "video"));
+      return;
+    }
+    job = await response.json();
+  }
+  if (videoJob !== mine) return;  // another video was chosen meanwhile
+  showJobProgress(job);
+  if (job.state === "done") renderVideo(job);
+  else if (job.state === "failed") {
+    videoError({ title: `${job.problem.title}`, detail: job.problem.detail, requestId: job.request_id || "" });
+  }
+}
+
+function renderVideo(job) {
+  const res = job.result;
+  v.result.dataset.label = res.label;
+  v.label.textContent = res.label;
+  v.score.textContent = fmt(res.score);
+  v.noFace.hidden = res.label !== "no_face";
+  renderPlot(res);
+  v.tracks.replaceChildren(...res.tracks.map((t) => {
+    const li = document.createElement("li");
+    li.dataset.label = t.label;
+    li.dataset.track = String(t.id);
+    const swatch = Object.assign(document.createElement("span"), { className: `swatch track-${t.id % 6}` });
+    swatch.setAttribute("aria-hidden", "true");
+    li.append(swatch, `Face ${t.id + 1}: ${t.label}, P(fake) ${fmt(t.score)} over ${t.frames} frames ` +
+      `(${fmt(t.first_time_s, 1)}–${fmt(t.last_time_s, 1)} s)`);
+    return li;
+  }));
+  renderTopFrames(job.id, res);
+  const info = res.video;
+  v.info.textContent = `${info.width} × ${info.height} px, ${info.codec} in ${info.container}` +
+    (info.duration_s ? `, ${fmt(info.duration_s, 1)} s` : "") + (info.rotation ? `, rotated ${info.rotation}°` : "");
+  v.sampling.textContent = `${res.sampling.frames_analysed} frames, one every ${fmt(res.sampling.step_s, 2)} s`;
+  v.time.textContent = job.started_at && job.finished_at ? `${fmt(job.finished_at - job.started_at, 1)} s` : "–";
+  v.warnings.replaceChildren(...res.warnings.map((w) => Object.assign(document.createElement("li"), { textContent: w })));
+  v.warnings.hidden = res.warnings.length === 0;
+  v.result.hidden = false;
+}
+
+function renderPlot(res) {
+  // P(fake) against time: one line per face track, the uncertain band and the threshold behind.
+  const W = 640, H = 240, left = 40, right = 12, top = 12, bottom = 28;
+  const end = Math.max(res.video.duration_s || 0, ...res.frames.map((f) => f.time_s), 0.001);
+  const x = (t) => left + (t / end) * (W - left - right);
+  const y = (p) => top + (1 - p) * (H - top - bottom);
+  const [low, high] = res.uncertain_band;
+  const nodes = [
+    svg("title", { id: "video-plot-title" }, "P(fake) of each face track over time"),
+    svg("rect", { class: "band", x: left, y: y(high), width: W - left - right, height: y(low) - y(high) }),
+    svg("line", { class: "threshold", x1: left, x2: W - right, y1: y(res.threshold), y2: y(res.threshold) }),
+    svg("line", { class: "axis", x1: left, x2: left, y1: top, y2: H - bottom }),
+    svg("line", { class: "axis", x1: left, x2: W - right, y1: H - bottom, y2: H - bottom }),
+    svg("text", { class: "tick", x: left - 6, y: y(1) + 4, "text-anchor": "end" }, "1"),
+    svg("text", { class: "tick", x: left - 6, y: y(0) + 4, "text-anchor": "end" }, "0"),
+    svg("text", { class: "tick", x: left, y: H - 8 }, "0 s"),
+    svg("text", { class: "tick", x: W - right, y: H - 8, "text-anchor": "end" }, `${fmt(end, 1)} s`),
+  ];
+  for (const track of res.tracks) {
+    const points = [];
+    for (const frame of res.frames) {
+      for (const face of frame.faces) {
+        if (face.track === track.id && face.status === "judged") points.push([frame.time_s, face.score]);
+      }
+    }
+    const cls = `track-${track.id % 6}`;
+    const g = svg("g", { "data-track": track.id, "data-label": track.label });
+    g.append(svg("polyline", { class: `series ${cls}`, points: points.map(([t, p]) => `${x(t).toFixed(1)},${y(p).toFixed(1)}`).join(" ") }));
+    for (const [t, p] of points) {
+      const dot = svg("circle", { class: `point ${cls}`, cx: x(t).toFixed(1), cy: y(p).toFixed(1), r: 3 });
+      dot.append(svg("title", {}, `Face ${track.id + 1} at ${fmt(t, 2)} s: P(fake) ${fmt(p)}`));
+      g.append(dot);
+    }
+    nodes.push(g);
+  }
+  v.plot.replaceChildren(...nodes);
+}
+
+function renderTopFrames(jobId, res) {
+  // Boxes are in the pixels of the upright frame; the kept JPEG is that frame scaled down.
+  const turned = (res.video.rotation || 0) % 180 !== 0;
+  const w = turned ? res.video.height : res.video.width, h = turned ? res.video.width : res.video.height;
+  v.frames.replaceChildren(...res.top_frames.filter((t) => t.image).map((top) => {
+    const li = document.createElement("li");
+    li.dataset.index = String(top.index);
+    const figure = document.createElement("figure");
+    const frame = Object.assign(document.createElement("div"), { className: "preview-frame" });
+    const img = Object.assign(document.createElement("img"), { src: top.image, alt: `Frame at ${fmt(top.time_s, 2)} s` });
+    const boxes = Object.assign(document.createElement("div"), { className: "boxes" });
+    const faces = (res.frames.find((f) => f.index === top.index) || { faces: [] }).faces;
+    for (const face of faces) {
+      const box = Object.assign(document.createElement("span"), { className: "face-box", textContent: String(face.track + 1) });
+      box.dataset.label = face.status === "judged" ? face.label : face.status;
+      box.dataset.track = String(face.track);
+      if (face.track === top.track) box.classList.add("evidence");
+      box.style.left = `${(face.box.x / w) * 100}%`;
+      box.style.top = `${(face.box.y / h) * 100}%`;
+      box.style.width = `${(face.box.width / w) * 100}%`;
+      box.style.height = `${(face.box.height / h) * 100}%`;
+      boxes.append(box);
+    }
+    frame.append(img, boxes);
+    const caption = Object.assign(document.createElement("figcaption"), {
+      textContent: `${fmt(top.time_s, 2)} s · face ${top.track + 1} · P(fake) ${fmt(top.score)}`,
+    });
+    figure.append(frame, caption);
+    li.append(figure);
+    return li;
+  }));
+}
+
+v.choose.addEventListener("click", () => v.file.click());
+v.file.addEventListener("change", () => {
+  if (v.file.files.length) checkVideo(v.file.files[0]);
+  v.file.value = "";
+});
+for (const type of ["dragenter", "dragover"]) {
+  v.drop.addEventListener(type, (event) => { event.preventDefault(); v.drop.classList.add("dragging"); });
+}
+v.drop.addEventListener("dragleave", () => v.drop.classList.remove("dragging"));
+v.drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  v.drop.classList.remove("dragging");
+  const files = event.dataTransfer ? [...event.dataTransfer.files] : [];
+  if (files.length) checkVideo(files[0]);
+});
+v.cancel.addEventListener("click", async () => {
+  if (!videoJob || !videoJob.id) return;
+  v.cancel.disabled = true;
+  try {
+    const response = await fetch(`/jobs/${videoJob.id}`, { method: "DELETE" });
+    if (!response.ok && response.status !== 204) videoError(await problemOf(response, "video"));
+  } finally {
+    v.cancel.disabled = false;
+  }
 });
 
 loadModelInfo();
