@@ -32,14 +32,19 @@ def _documents() -> list[tuple[Path, dict[str, Any]]]:
 DOCS = _documents()
 
 
-def _one(kind: str) -> dict[str, Any]:
-    found = [doc for _, doc in DOCS if doc["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+def _one(kind: str, component: str = "api") -> dict[str, Any]:
+    found = [
+        doc
+        for _, doc in DOCS
+        if doc["kind"] == kind and doc["metadata"]["labels"].get("app.kubernetes.io/component", "api") == component
+    ]
+    assert len(found) == 1, f"expected one {kind} of {component}, found {len(found)}"
     return found[0]
 
 
-def _container() -> dict[str, Any]:
-    containers = _one("Deployment")["spec"]["template"]["spec"]["containers"]
+def _container(component: str = "api") -> dict[str, Any]:
+    kind = "StatefulSet" if component == "redis" else "Deployment"
+    containers = _one(kind, component)["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
     return dict(containers[0])
 
@@ -67,9 +72,10 @@ def test_probes_use_readiness_and_liveness_endpoints() -> None:
         assert container[probe]["httpGet"]["port"] in port_names
 
 
-def test_pod_runs_as_non_root_on_a_read_only_root_with_tmp_in_an_empty_dir() -> None:
-    pod = _one("Deployment")["spec"]["template"]["spec"]
-    container = _container()
+@pytest.mark.parametrize("component", ["api", "worker"])
+def test_pod_runs_as_non_root_on_a_read_only_root_with_tmp_in_an_empty_dir(component: str) -> None:
+    pod = _one("Deployment", component)["spec"]["template"]["spec"]
+    container = _container(component)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -112,3 +118,26 @@ def test_config_map_keys_are_settings_the_service_reads() -> None:
 
     known = {f"DEEPFAKE_{name.upper()}" for name in Settings.model_fields}
     assert set(_one("ConfigMap")["data"]) <= known
+
+
+@pytest.mark.parametrize("component", ["api", "worker"])
+def test_the_job_directory_is_writable_on_a_read_only_root(component: str) -> None:
+    """DEEPFAKE_JOBS_DIR of the image (videos are spooled there) is an emptyDir on disk."""
+    pod = _one("Deployment", component)["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m["name"] for m in _container(component)["volumeMounts"]}
+    volume = {v["name"]: v for v in pod["volumes"]}[mounts["/var/lib/deepfake-api"]]
+    assert "emptyDir" in volume and volume["emptyDir"].get("medium") != "Memory"
+
+
+def test_workers_and_api_share_the_redis_service_and_only_workers_analyse() -> None:
+    data = _one("ConfigMap")["data"]
+    assert data["DEEPFAKE_JOBS_BACKEND"] == "redis" and data["DEEPFAKE_JOBS_EMBEDDED_WORKER"] == "false"
+    redis_service = _one("Service", "redis")
+    host_port = data["DEEPFAKE_REDIS_URL"].removeprefix("redis://").split("/")[0]
+    assert host_port == f"{redis_service['metadata']['name']}:{redis_service['spec']['ports'][0]['port']}"
+    labels = _one("StatefulSet", "redis")["spec"]["template"]["metadata"]["labels"]
+    assert redis_service["spec"]["selector"].items() <= labels.items()
+    worker = _container("worker")
+    assert worker["command"] == ["deepfake-api", "worker"]
+    assert worker["livenessProbe"]["exec"]["command"] == ["deepfake-api", "worker", "--check"]
+    assert worker["envFrom"] == _container("api")["envFrom"]
