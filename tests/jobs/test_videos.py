@@ -98,3 +98,22 @@ def test_cancel_then_delete(jobs_client: TestClient, real_tile: Image.Image) -> 
         assert end["state"] in ("cancelled", "done")
         assert jobs_client.delete(f"/jobs/{job['id']}").status_code == 204
     assert_problem(jobs_client.get(f"/jobs/{job['id']}"), 404, "job-not-found")
+
+
+def test_a_video_job_leaves_its_metrics(jobs_client: TestClient, real_tile: Image.Image) -> None:
+    from tests.api.test_metrics import _delta, _get, _scrape
+
+    before = _scrape(jobs_client)
+    data = write_video([canvas_with([(real_tile, (100, 30))])] * 8, fps=FPS)
+    job = wait_done(jobs_client, jobs_client.post("/videos", files={"file": ("m.mp4", data)}).json()["id"])
+    assert job["state"] == "done"
+    after = _scrape(jobs_client)
+    frames = job["result"]["sampling"]["frames_analysed"]
+    assert _delta(before, after, "deepfake_jobs_total", outcome="done") == 1
+    assert _delta(before, after, "deepfake_job_duration_seconds_count") == 1
+    assert _delta(before, after, "deepfake_video_frames_total") == frames
+    assert _delta(before, after, "deepfake_video_frame_seconds_total") > 0
+    # Queue depth: nothing queued or running any more.
+    assert (
+        _get(after, "deepfake_jobs_active", state="queued") == _get(after, "deepfake_jobs_active", state="running") == 0
+    )
