@@ -22,7 +22,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from deepfake_api import __version__, faces, metrics
-from deepfake_api.api import batch, health, page, predict, problems, videos
+from deepfake_api.api import batch, health, page, predict, problems, subscriptions, videos
 from deepfake_api.api import metrics as metrics_route
 from deepfake_api.api.budget import BodyBudget
 from deepfake_api.api.middleware import HeadAsGet, ProblemCORSMiddleware, RequestContext
@@ -189,7 +189,8 @@ def create_app(
     app.state.fetcher = SafeFetcher(fetch_policy(settings), resolve)
     app.state.rate_limit, app.state.rate_limiter = _rate_limiter(settings.rate_limit)
     problems.install(app)
-    for router in (predict.router, batch.router, videos.router, health.router, metrics_route.router, page.router):
+    routers = (predict, batch, videos, subscriptions, health, metrics_route, page)
+    for router in (r.router for r in routers):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(page.STATIC_DIR)), name="static")
     app.add_middleware(HeadAsGet)

@@ -169,6 +169,32 @@ class Settings(BaseSettings):
     jobs_timeout_s: float = Field(1800.0, gt=0)
     """Longest analysis of one video before the job fails with job-timeout."""
 
+    alert_subscriptions: list[dict[str, object]] = []
+    """Alert subscriptions of a single-tenant deployment, JSON: each {"url": "https://…", "secret":
+    "whsec_…"} or {"emails": ["a@example.com"]}, with "events" (image.fake, image.uncertain,
+    video.done, video.fake, video.uncertain) and "min_score". More through /subscriptions when an
+    API key is set."""
+    alert_allow_private: bool = False
+    """Let webhook targets be private, loopback or link-local addresses, and plain http (a lab, an
+    internal receiver). Off: https to public addresses only, checked again at every delivery."""
+    alert_timeout_s: float = Field(5.0, gt=0, le=60)
+    """Longest one webhook attempt (connect + answer) or SMTP conversation may take."""
+    alert_max_attempts: int = Field(6, ge=1, le=20)
+    """Attempts per alert before it is marked failed (retried on timeouts, 5xx, connection errors)."""
+    alert_backoff_s: float = Field(2.0, gt=0)
+    """First retry delay; doubled per attempt, with ±50 % jitter, at most alert_backoff_max_s."""
+    alert_backoff_max_s: float = Field(600.0, gt=0)
+    public_url: str = ""
+    """The service's public base URL (https://deepfake.example.com), for job links in alerts."""
+    smtp_host: str = ""
+    """The SMTP server for e-mail alerts (empty: e-mail subscriptions are refused)."""
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_security: str = Field("starttls", pattern="^(starttls|tls|none)$")
+    """starttls (submission, 587), tls (implicit TLS, 465), none (a local relay)."""
+    smtp_username: str = ""
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "deepfake-api@localhost"
+
     api_key: SecretStr | None = None
     """When set, /predict requires it in the X-API-Key header."""
     cors_origins: list[str] = []

@@ -178,3 +178,19 @@ class JobTimeout(DeepfakeError):
 
 class AnalysisFailed(DeepfakeError):
     status, slug, title = 500, "analysis-failed", "The analysis failed"
+
+
+class SubscriptionsDisabled(DeepfakeError):
+    status, slug, title = 403, "subscriptions-disabled", "Subscriptions need an API key"
+
+
+class InvalidSubscription(DeepfakeError):
+    status, slug, title = 422, "invalid-subscription", "The subscription is not valid"
+
+
+class SubscriptionNotFound(DeepfakeError):
+    status, slug, title = 404, "subscription-not-found", "No such subscription"
+
+
+class SubscriptionReadOnly(DeepfakeError):
+    status, slug, title = 409, "subscription-read-only", "The subscription comes from the settings"

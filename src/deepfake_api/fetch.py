@@ -92,6 +92,10 @@ class FetchPolicy:
     """When set, only these hosts; they may resolve to private addresses (the operator's choice)."""
     deny_hosts: list[str] = field(default_factory=list)
     allow_ports: list[int] = field(default_factory=lambda: [80, 443])
+    any_port: bool = False
+    """Any port (webhook receivers listen where they like); the address checks still apply."""
+    allow_private: bool = False
+    """Skip the address checks (an operator's lab or internal receivers)."""
     user_agent: str = "deepfake-api-fetch/1"
 
 
@@ -168,23 +172,51 @@ class SafeFetcher:
             raise UrlUnreachable(f"The host {host!r} could not be resolved.") from None
         if not addresses:
             raise UrlUnreachable(f"The host {host!r} has no address.")
-        if not allowed_host:
+        if not allowed_host and not self.policy.allow_private:
             for address in addresses:
                 if reason := forbidden_address(address):
                     raise UrlForbidden(f"The host {host!r} resolves to {address}, {reason}: not fetched.")
-        if port not in self.policy.allow_ports and not allowed_host:
+        if port not in self.policy.allow_ports and not allowed_host and not self.policy.any_port:
             raise UrlForbidden(f"Port {port} is not fetched (allowed: {', '.join(map(str, self.policy.allow_ports))}).")
         address = addresses[0]
         target = httpx.URL(url).copy_with(host=address, port=port)
         return target, host, address
 
+    async def post(self, url: str, body: bytes, headers: dict[str, str], max_answer: int = 65536) -> int:
+        """POST `body` to the checked address of `url` and return the status. Redirects are not
+        followed (a 3xx is the answer); at most `max_answer` bytes of the answer are read."""
+        try:
+            async with asyncio.timeout(self.policy.timeout_s):
+                target, host, _ = await self._check(url)
+                response = await self._send("POST", target, host, {"Accept": "*/*", **headers}, body)
+                try:
+                    read = 0
+                    async for chunk in response.aiter_raw():
+                        read += len(chunk)
+                        if read >= max_answer:
+                            break
+                    return response.status_code
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise UrlTimeout(f"{url!r} did not answer within {self.policy.timeout_s:g} s.") from None
+        except httpx.TimeoutException:
+            raise UrlTimeout(f"{url!r} did not answer within {self.policy.timeout_s:g} s.") from None
+        except httpx.HTTPError as exc:
+            raise UrlUnreachable(f"{url!r} could not be reached ({type(exc).__name__}).") from None
+
     async def _get(self, target: httpx.URL, host: str, address: str) -> httpx.Response:
+        # The raw bytes are capped; no decompression bomb.
+        return await self._send("GET", target, host, {"Accept": "image/*", "Accept-Encoding": "identity"})
+
+    async def _send(
+        self, method: str, target: httpx.URL, host: str, extra: dict[str, str], body: bytes | None = None
+    ) -> httpx.Response:
         port = target.port
         default = 443 if target.scheme == "https" else 80
         headers = {"Host": host if port in (None, default) else f"{host}:{port}", "User-Agent": self.policy.user_agent}
-        headers["Accept"] = "image/*"
-        headers["Accept-Encoding"] = "identity"  # the raw bytes are capped; no decompression bomb
-        request = self._client.build_request("GET", target, headers=headers)
+        headers.update(extra)
+        request = self._client.build_request(method, target, headers=headers, content=body)
         if target.scheme == "https":
             request.extensions["sni_hostname"] = host
         try:

@@ -76,3 +76,22 @@ VIDEO_FRAME_SECONDS = Counter(
     "Seconds spent analysing sampled frames; frames/s = rate(frames) / rate(seconds)",
 )
 JOBS_QUEUED = Gauge("deepfake_jobs_active", "Video jobs queued or running", ["state"], multiprocess_mode="max")
+
+ALERT_DELIVERIES = Counter(
+    "deepfake_alert_deliveries_total", "Alert delivery attempts, by channel and outcome", ["channel", "outcome"]
+)
+ALERT_SECONDS = Histogram(
+    "deepfake_alert_delivery_seconds",
+    "Time of one delivery attempt (webhook answer or SMTP conversation)",
+    ["channel"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+ALERT_LATENCY = Histogram(
+    "deepfake_alert_latency_seconds",
+    "From the event (a fake found, a video done) to its successful delivery",
+    ["channel"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800),
+)
+ALERTS_PENDING = Gauge(
+    "deepfake_alerts_pending", "Alerts waiting for a (next) delivery attempt", multiprocess_mode="max"
+)

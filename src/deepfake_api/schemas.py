@@ -256,3 +256,60 @@ class Job(BaseModel):
     result: VideoResult | None = None
     problem: Problem | None = Field(None, description="Why the job failed (`failed` only)")
     links: dict[str, str] = Field(default_factory=dict)
+
+
+AlertEvent = Literal["image.fake", "image.uncertain", "video.done", "video.fake", "video.uncertain"]
+
+
+class SubscriptionCreate(BaseModel):
+    """A webhook (`url`, optional `secret`) or e-mail (`emails`) subscription."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(None, max_length=2048, examples=["https://hooks.example.com/deepfake"])
+    secret: str | None = Field(
+        None, description="Standard Webhooks secret (whsec_ + base64); generated when absent, shown once"
+    )
+    emails: list[str] | None = Field(None, max_length=20, examples=[["moderation@example.com"]])
+    events: list[AlertEvent] = Field(default_factory=lambda: ["image.fake", "video.fake"])
+    min_score: float = Field(0.0, ge=0, le=1, description="Only verdicts with at least this P(fake) (not video.done)")
+
+
+class Subscription(BaseModel):
+    id: str
+    source: Literal["settings", "api"]
+    channel: Literal["webhook", "email"]
+    url: str | None = None
+    emails: list[str] | None = None
+    events: list[AlertEvent]
+    min_score: float
+    created_at: float
+    secret: str | None = Field(None, description="Only in the answer that created the subscription")
+
+
+class Subscriptions(BaseModel):
+    subscriptions: list[Subscription]
+
+
+class DeliveryAttempt(BaseModel):
+    n: int
+    at: float
+    outcome: Literal["delivered", "retry", "failed"]
+    status: int | None = Field(None, description="HTTP status, or SMTP reply code")
+    error: str | None = None
+    seconds: float
+
+
+class Delivery(BaseModel):
+    id: str = Field(description="Also the webhook-id header: the same on every attempt")
+    subscription: str
+    channel: Literal["webhook", "email"]
+    event: AlertEvent
+    status: Literal["pending", "delivering", "delivered", "failed"]
+    created_at: float
+    next_at: float | None = Field(None, description="When the next attempt is due (pending)")
+    attempts: list[DeliveryAttempt]
+
+
+class Deliveries(BaseModel):
+    deliveries: list[Delivery]

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
+from deepfake_api.alerts.events import notify_image
 from deepfake_api.api.budget import reserve
 from deepfake_api.api.deps import authorize
 from deepfake_api.api.problems import request_id_of
@@ -135,7 +136,7 @@ def prediction_of(request: Request, verdict: Verdict, started: float) -> Predict
     decision = model.decision
     assert decision is not None
     detectors = model.detector_info()
-    return Prediction(
+    prediction = Prediction(
         label=verdict.label,
         score=verdict.score,
         threshold=decision.threshold,
@@ -148,6 +149,8 @@ def prediction_of(request: Request, verdict: Verdict, started: float) -> Predict
         request_id=request_id_of(request),
         warnings=verdict.image.warnings,
     )
+    notify_image(request.app, prediction)
+    return prediction
 
 
 def json_response(model: BaseModel) -> Response:

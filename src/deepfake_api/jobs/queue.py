@@ -26,6 +26,7 @@ from huey import RedisHuey, SqliteHuey
 from huey.consumer import Consumer
 
 from deepfake_api import metrics
+from deepfake_api.alerts.delivery import Alerts
 from deepfake_api.config import Settings
 from deepfake_api.errors import DeepfakeError, QueueUnavailable, WorkerLost
 from deepfake_api.jobs.store import Doc, JobStore, RedisStore, SqliteStore, clear_partial_uploads
@@ -66,17 +67,21 @@ class JobQueue:
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.spool = spool
         self.store: JobStore
+        # Two queues: videos (long, one at a time) and alerts (short, never behind a video).
         if settings.jobs_backend == "redis":
             self.huey: Any = RedisHuey("deepfake-jobs", url=settings.redis_url, results=False)
+            self.alerts_huey: Any = RedisHuey("deepfake-alerts", url=settings.redis_url, results=False)
             self.store = RedisStore(settings.redis_url, spool=spool)
         else:
-            self.huey = SqliteHuey(
-                "deepfake-jobs", filename=str(settings.jobs_dir / "queue.sqlite3"), results=False, timeout=30
-            )
+            queue_file = str(settings.jobs_dir / "queue.sqlite3")
+            self.huey = SqliteHuey("deepfake-jobs", filename=queue_file, results=False, timeout=30)
+            self.alerts_huey = SqliteHuey("deepfake-alerts", filename=queue_file, results=False, timeout=30)
             self.store = SqliteStore(settings.jobs_dir)
         self.runner: Callable[[str], None] | None = None
         self._task = self.huey.task(name=TASK)(self._run)
+        self.alerts = Alerts(settings, self.store, self.alerts_huey)
         self._consumer: Consumer | None = None
+        self._alerts_consumer: Consumer | None = None
         self._reaper: threading.Thread | None = None
         self.alive_file: Path | None = None  # touched after every good reaper round (a worker's healthcheck)
         self._stop = threading.Event()
@@ -147,6 +152,11 @@ class JobQueue:
         cls = _HostedConsumer if hosted else Consumer
         # max_delay: an idle worker polls at least every second, so a new job starts promptly.
         self._consumer = cls(self.huey, workers=1, worker_type="thread", periodic=False, max_delay=1.0)
+        # Two senders: one receiver that hangs (up to alert_timeout_s) does not hold up the others.
+        self._alerts_consumer = _HostedConsumer(
+            self.alerts_huey, workers=2, worker_type="thread", periodic=False, max_delay=0.5, scheduler_interval=1
+        )
+        self._alerts_consumer.start()
         self._stop.clear()
         self._reaper = threading.Thread(target=self._reap_loop, name="job-reaper", daemon=True)
         self._reaper.start()
@@ -167,6 +177,9 @@ class JobQueue:
         if self._consumer is not None:
             self._consumer.stop(graceful=True)
             self._consumer = None
+        if self._alerts_consumer is not None:
+            self._alerts_consumer.stop(graceful=True)
+            self._alerts_consumer = None
         if self._reaper is not None:
             self._reaper.join(timeout=5)
             self._reaper = None
@@ -217,6 +230,7 @@ class JobQueue:
                 metrics.JOBS_RECOVERED.labels("failed").inc()
                 self.store.drop_file(doc["id"])
         self.store.purge_expired()
+        self.alerts.reap(settings.jobs_lease_s)
 
     def close(self) -> None:
         self.stop()

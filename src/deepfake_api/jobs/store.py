@@ -26,6 +26,7 @@ Doc = dict[str, Any]
 Change = Callable[[Doc], Doc | None]
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "cancelled")
+INDEXED = ("subscription", "alert")  # documents other than jobs kept in the same store (alerts/)
 CHUNK = 4 * 1024 * 1024
 
 
@@ -37,6 +38,7 @@ class JobStore(Protocol):
     def modify(self, job_id: str, change: Change) -> Doc | None: ...
     def delete(self, job_id: str) -> None: ...
     def active(self) -> list[Doc]: ...
+    def by_state(self, state: str) -> list[Doc]: ...  # for the INDEXED states: subscriptions, alerts
     def purge_expired(self) -> int: ...
     def put_file(self, job_id: str, src: Path) -> None: ...
     def open_file(self, job_id: str) -> Any: ...  # a context manager yielding a local Path
@@ -131,6 +133,11 @@ class SqliteStore:
         rows = self._db().execute("SELECT doc FROM jobs WHERE state IN (?, ?)", ACTIVE).fetchall()
         return [json.loads(r[0]) for r in rows]
 
+    def by_state(self, state: str) -> list[Doc]:
+        rows = self._db().execute("SELECT doc FROM jobs WHERE state = ?", (state,)).fetchall()
+        now = time.time()
+        return [d for d in (_live(json.loads(r[0]), now) for r in rows) if d is not None]
+
     def purge_expired(self) -> int:
         now = time.time()
         with self._tx() as db:
@@ -201,6 +208,8 @@ class RedisStore:
     def _write(self, pipe: Any, doc: Doc) -> None:
         key = self._key("doc", doc["id"])
         pipe.set(key, json.dumps(doc), ex=self._ttl(doc))
+        if doc["state"] in INDEXED:
+            pipe.sadd(self._key("state", doc["state"]), doc["id"])
         if doc["state"] in ACTIVE:
             pipe.sadd(self._key("active"), doc["id"])
         else:
@@ -242,6 +251,19 @@ class RedisStore:
     def delete(self, job_id: str) -> None:
         self.r.delete(self._key("doc", job_id), self._key("blobs", job_id), self._key("file", job_id))
         self.r.srem(self._key("active"), job_id)
+        for state in INDEXED:
+            self.r.srem(self._key("state", state), job_id)
+
+    def by_state(self, state: str) -> list[Doc]:
+        key = self._key("state", state)
+        docs = []
+        for doc_id in sorted(i.decode() for i in self.r.smembers(key)):
+            doc = self.get(doc_id)
+            if doc is None:
+                self.r.srem(key, doc_id)  # expired
+            elif doc["state"] == state:
+                docs.append(doc)
+        return docs
 
     def active(self) -> list[Doc]:
         ids = sorted(i.decode() for i in self.r.smembers(self._key("active")))

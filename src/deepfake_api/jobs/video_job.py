@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from deepfake_api import faces, metrics, video
+from deepfake_api.alerts.events import video_events
 from deepfake_api.engine import InferenceEngine
 from deepfake_api.errors import AnalysisFailed, DeepfakeError, InvalidVideo, JobTimeout
 from deepfake_api.jobs.queue import JobQueue, failed, now
@@ -93,7 +94,13 @@ class VideoAnalyser:
             d.update(result=result, owner=None, progress={"done": n, "planned": n})  # a plan was an estimate
             return d
 
-        self._end(job_id, owner, done)
+        ended = self._end(job_id, owner, done)
+        if ended is not None and ended.get("state") == "done":
+            try:
+                for event, data in video_events(ended, self.settings.public_url):
+                    self.queue.alerts.emit(event, data)
+            except Exception:  # the job is done either way
+                log.exception("video alert not recorded", extra={"job_id": job_id})
         metrics.JOBS.labels("done").inc()
         metrics.JOB_SECONDS.observe(elapsed)
         log.info("video job done", extra={"job_id": job_id, "label": result["label"], "seconds": round(elapsed, 2)})
@@ -104,12 +111,13 @@ class VideoAnalyser:
         d["owner"] = None
         return d
 
-    def _end(self, job_id: str, owner: str, change: Any) -> None:
+    def _end(self, job_id: str, owner: str, change: Any) -> Doc | None:
         """Write the job's end if this worker still owns it; the video is deleted either way
-        (unless another worker took the job over and still needs it)."""
+        (unless another worker took the job over and still needs it). The job as it is now."""
         doc = self.store.modify(job_id, lambda d: change(d) if d.get("owner") == owner else None)
         if doc is None or doc.get("owner") is None:
             self.store.drop_file(job_id)
+        return doc
 
     def _progress(self, job_id: str, owner: str, done: int, planned: int, deadline: float) -> None:
         def change(d: Doc) -> Doc:
