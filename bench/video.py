@@ -88,9 +88,7 @@ def run(seconds: int, fps: int) -> dict[str, Any]:
             # The same sampled frames as images, one request at a time through /predict.
             info = video.probe(path, data[: video.SNIFF_BYTES], limits_of(settings))
             step = res["sampling"]["step_s"]
-            images = [
-                _jpeg(s.rgb) for s in video.sample_frames(path, info, limits_of(settings), step, frames)
-            ]
+            images = [_jpeg(s.rgb) for s in video.sample_frames(path, info, limits_of(settings), step, frames)]
             started = time.perf_counter()
             for img in images:
                 assert client.post("/predict", files={"file": ("f.jpg", img)}).status_code == 200
@@ -111,7 +109,8 @@ def run(seconds: int, fps: int) -> dict[str, Any]:
                     "decoded_sampled": sampled,
                 }
             )
-    return {"settings": {"sample_fps": settings.video_sample_fps, "max_frames": settings.video_max_frames}, "rows": rows}
+    sampling = {"sample_fps": settings.video_sample_fps, "max_frames": settings.video_max_frames}
+    return {"settings": sampling, "rows": rows}
 
 
 def _jpeg(rgb: Any) -> bytes:
@@ -126,8 +125,17 @@ def main() -> int:
     ap.add_argument("--fps", type=int, default=25)
     args = ap.parse_args()
     report = run(args.seconds, args.fps)
-    cols = ["workload", "frames", "tracks", "analysis_s", "frames_per_s", "s_per_min_of_video", "decode_share",
-            "predict_images_per_s", "video_vs_predict"]
+    cols = [
+        "workload",
+        "frames",
+        "tracks",
+        "analysis_s",
+        "frames_per_s",
+        "s_per_min_of_video",
+        "decode_share",
+        "predict_images_per_s",
+        "video_vs_predict",
+    ]
     print(" | ".join(cols))
     for row in report["rows"]:
         print(" | ".join(str(row[c]) for c in cols))

@@ -87,7 +87,6 @@ def validate(settings: Settings, spec: dict[str, Any], *, source: str, sub_id: s
     if url:
         if not isinstance(url, str) or len(url) > 2048:
             raise InvalidSubscription("`url` must be a URL of at most 2048 characters.")
-        check_target(settings, url)
         secret = spec.get("secret") or new_secret()
         if not isinstance(secret, str) or not secret.startswith("whsec_"):
             raise InvalidSubscription("`secret` must be a Standard Webhooks secret: whsec_ + base64.")
@@ -97,6 +96,7 @@ def validate(settings: Settings, spec: dict[str, Any], *, source: str, sub_id: s
             raise InvalidSubscription("`secret` is not valid base64 after whsec_.") from None
         if len(key) < 16:
             raise InvalidSubscription("`secret` must hold at least 16 bytes.")
+        check_target(settings, url)  # last: it resolves the host
         doc.update(channel="webhook", url=url, secret=secret)
     else:
         if not isinstance(emails, list) or not 1 <= len(emails) <= 20:
