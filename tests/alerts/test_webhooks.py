@@ -123,3 +123,19 @@ class _Keyed:
 
     def get(self, url: str):  # type: ignore[no-untyped-def]
         return self.client.get(url, headers={"X-API-Key": API_KEY})
+
+
+def test_deliveries_leave_their_metrics(tmp_path: Path, receiver: Receiver, fake_png: bytes) -> None:
+    from tests.api.test_metrics import _delta, _get, _scrape
+
+    receiver.statuses = [502, 204]
+    with _app(tmp_path, receiver, ["image.fake"]) as client:
+        before = _scrape(client)
+        predict(client, fake_png)
+        wait_delivery(client, "settings-0", "delivered")
+        after = _scrape(client)
+    assert _delta(before, after, "deepfake_alert_deliveries_total", channel="webhook", outcome="retry") == 1
+    assert _delta(before, after, "deepfake_alert_deliveries_total", channel="webhook", outcome="delivered") == 1
+    assert _delta(before, after, "deepfake_alert_delivery_seconds_count", channel="webhook") == 2
+    assert _delta(before, after, "deepfake_alert_latency_seconds_count", channel="webhook") == 1
+    assert _get(after, "deepfake_alerts_pending") == 0

@@ -189,6 +189,10 @@ class Alerts:
                     self._enqueue(doc["id"])
         metrics.ALERTS_PENDING.set(pending)
 
+    def pending(self) -> int:
+        """Alerts waiting for their first or next attempt (the alert queue's depth)."""
+        return sum(1 for d in self.store.by_state(STATE) if d.get("status") in ("pending", "delivering"))
+
     def deliveries(self, sub_id: str, limit: int = 100) -> list[Doc]:
         docs = [d for d in self.store.by_state(STATE) if d["subscription"] == sub_id]
         return sorted(docs, key=lambda d: d["created_at"], reverse=True)[:limit]

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from deepfake_api.metrics import JOBS_QUEUED, exposition
+from deepfake_api.metrics import ALERTS_PENDING, JOBS_QUEUED, exposition
 
 router = APIRouter(tags=["metrics"])
 
@@ -18,6 +18,7 @@ async def metrics(request: Request) -> Response:
         try:
             for state, n in (await run_in_threadpool(queue.depth)).items():
                 JOBS_QUEUED.labels(state).set(n)
+            ALERTS_PENDING.set(await run_in_threadpool(queue.alerts.pending))
         except Exception:  # the broker is unreachable: the other metrics are still worth serving
             pass
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

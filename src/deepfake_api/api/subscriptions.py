@@ -19,6 +19,7 @@ from deepfake_api.schemas import Deliveries, Delivery, Subscription, Subscriptio
 
 router = APIRouter(tags=["alerts"])
 COMMON: dict[int | str, dict[str, Any]] = {
+    400: {**PROBLEM, "description": "The body is not JSON"},
     401: {**PROBLEM, "description": "API key missing or wrong"},
     403: {**PROBLEM, "description": "No API key is configured: subscriptions come from the settings only"},
     422: {**PROBLEM, "description": "Not a valid subscription (unknown event, refused webhook target, …)"},

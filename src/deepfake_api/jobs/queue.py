@@ -186,13 +186,15 @@ class JobQueue:
 
     def _reap_loop(self) -> None:
         interval = max(0.5, min(5.0, self.settings.jobs_lease_s / 3))
-        while not self._stop.wait(interval):
+        while True:  # a first round at once: the heartbeat file exists as soon as the worker runs
             try:
                 self.reap()
                 if self.alive_file is not None:  # this process runs and reaches the store
                     self.alive_file.touch()
             except Exception:  # the store is briefly unreachable: try again next round
                 log.exception("reaper round failed")
+            if self._stop.wait(interval):
+                return
 
     def reap(self) -> None:
         """Requeue or fail running jobs whose worker stopped reporting; purge expired jobs; update gauges."""
