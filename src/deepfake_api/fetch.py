@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
@@ -108,7 +109,9 @@ class Fetched:
 
 
 class SafeFetcher:
-    def __init__(self, policy: FetchPolicy, resolve: Resolver = system_resolve, *, verify: bool = True) -> None:
+    def __init__(
+        self, policy: FetchPolicy, resolve: Resolver = system_resolve, *, verify: bool | ssl.SSLContext = True
+    ) -> None:
         self.policy = policy
         self.resolve = resolve
         self._client = httpx.AsyncClient(

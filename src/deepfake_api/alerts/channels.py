@@ -17,10 +17,9 @@ from email.utils import make_msgid
 
 from standardwebhooks import Webhook
 
-from deepfake_api.alerts.subscriptions import policy
+from deepfake_api.alerts.subscriptions import fetcher
 from deepfake_api.config import Settings
 from deepfake_api.errors import UrlForbidden, UrlInvalid, UrlTimeout, UrlUnreachable
-from deepfake_api.fetch import SafeFetcher
 from deepfake_api.jobs.store import Doc
 
 
@@ -47,11 +46,11 @@ def send_webhook(settings: Settings, sub: Doc, msg_id: str, body: str) -> Attemp
     headers = webhook_headers(sub["secret"], msg_id, body, datetime.now(UTC))
 
     async def post() -> int:
-        fetcher = SafeFetcher(policy(settings))
+        client = fetcher(settings)
         try:
-            return await fetcher.post(sub["url"], body.encode(), headers)
+            return await client.post(sub["url"], body.encode(), headers)
         finally:
-            await fetcher.aclose()
+            await client.aclose()
 
     try:
         status = asyncio.run(post())

@@ -12,8 +12,10 @@ import asyncio
 import base64
 import re
 import secrets
+import ssl
 import time
 import uuid
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +32,16 @@ STATE = "subscription"
 
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for every delivery (building one loads the CA bundle: ~40 ms of CPU)."""
+    return ssl.create_default_context()
+
+
+def fetcher(settings: Settings) -> SafeFetcher:
+    return SafeFetcher(policy(settings), verify=tls_context())
 
 
 def policy(settings: Settings) -> FetchPolicy:
@@ -51,11 +63,11 @@ def check_target(settings: Settings, url: str) -> None:
         raise InvalidSubscription("A webhook URL must be https.")
 
     async def check() -> None:
-        fetcher = SafeFetcher(policy(settings))
+        checker = fetcher(settings)
         try:
-            await fetcher._check(url)  # noqa: SLF001 - the same checks as a delivery's
+            await checker._check(url)  # noqa: SLF001 - the same checks as a delivery's
         finally:
-            await fetcher.aclose()
+            await checker.aclose()
 
     try:
         asyncio.run(check())
