@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -18,8 +19,20 @@ from tests.jobs.conftest import judged_tile
 from tests.utils.apps import serving
 from tests.utils.server import free_port
 
+T = TypeVar("T")
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 API_KEY = "test-key-123"
+
+
+def _wait(arrived: threading.Condition, items: list[T], n: int, timeout: float, who: str) -> list[T]:
+    """Until `items` (appended under `arrived`) holds n, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    with arrived:
+        while len(items) < n:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{who} got {len(items)} of {n}"
+            arrived.wait(left)
+    return list(items)
 
 
 @dataclass
@@ -42,13 +55,7 @@ class Receiver:
     arrived: threading.Condition = field(default_factory=threading.Condition)
 
     def wait_for(self, n: int, timeout: float = 60) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        with self.arrived:
-            while len(self.got) < n:
-                left = deadline - time.monotonic()
-                assert left > 0, f"the receiver got {len(self.got)} of {n} requests"
-                self.arrived.wait(left)
-        return list(self.got)
+        return _wait(self.arrived, self.got, n, timeout, "the receiver")
 
 
 @pytest.fixture
@@ -97,13 +104,7 @@ class Mailbox:
         return "250 Message accepted for delivery"
 
     def wait_for(self, n: int, timeout: float = 60) -> list[tuple[str, list[str], bytes]]:
-        deadline = time.monotonic() + timeout
-        with self.arrived:
-            while len(self.messages) < n:
-                left = deadline - time.monotonic()
-                assert left > 0, f"the SMTP server got {len(self.messages)} of {n} messages"
-                self.arrived.wait(left)
-        return list(self.messages)
+        return _wait(self.arrived, self.messages, n, timeout, "the SMTP server")
 
 
 @pytest.fixture
