@@ -61,21 +61,32 @@ def clips(draw: st.DrawFn) -> bytes:
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
     data = bytearray(draw(clips()))
-    for _ in range(draw(st.integers(1, 6))):
-        op = draw(st.sampled_from(["flip", "truncate", "delete", "duplicate", "zero"]))
+    # Every draw is made whatever the bytes are: encoders' output sizes vary run to run, and
+    # hypothesis wants the same draws for the same choices. Positions are shares of the length.
+    edits = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["flip", "truncate", "delete", "duplicate", "zero"]),
+                st.integers(0, 9_999),
+                st.integers(0, 7),
+                st.integers(1, 256),
+            ),
+            min_size=1,
+            max_size=6,
+        )
+    )
+    for op, share, bit, n in edits:
         if len(data) < 16:
             break
-        # A position as a share of the length: encoders' output sizes vary run to run, and
-        # hypothesis wants the same draws for the same choices.
-        at = draw(st.integers(0, 9_999)) * (len(data) - 1) // 9_999
+        at = share * (len(data) - 1) // 9_999
         if op == "flip":
-            data[at] ^= 1 << draw(st.integers(0, 7))
+            data[at] ^= 1 << bit
         elif op == "truncate":
             del data[max(at, 12) :]
         elif op == "delete":
-            del data[at : at + draw(st.integers(1, 256))]
+            del data[at : at + n]
         elif op == "duplicate":
-            data[at:at] = data[at : at + draw(st.integers(1, 256))]
+            data[at:at] = data[at : at + n]
         else:
             data[at : at + 16] = b"\0" * len(data[at : at + 16])
     return bytes(data)
