@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from tests.conftest import DATASET_DIR
+from tests.conftest import DATASET_DIR, wait_ready
 from tests.jobs.conftest import judged_tile
 
 from deepfake_api.app import create_app
@@ -53,13 +53,6 @@ def receiver() -> tuple[str, dict[str, float], ThreadingHTTPServer]:
     return f"http://127.0.0.1:{server.server_address[1]}/hook", arrived, server
 
 
-def ready(client: TestClient) -> None:
-    deadline = time.monotonic() + 300
-    while client.get("/health/ready").status_code != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-
-
 def timed_predicts(client: TestClient, png: bytes, n: int) -> list[float]:
     times = []
     for _ in range(n):
@@ -75,7 +68,7 @@ def run(n: int) -> dict[str, Any]:
     scratch = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
     base = {"log_json": True, "log_level": "WARNING", "alert_allow_private": True}
     with TestClient(create_app(Settings(jobs_dir=scratch / "plain", **base))) as client:
-        ready(client)
+        wait_ready(client, timeout=300)
         buf = io.BytesIO()
         judged_tile(client, "fake", ("stylegan3", "celebahq-pairs", "sd-portraits")).save(buf, "PNG")
         png = buf.getvalue()
@@ -83,7 +76,7 @@ def run(n: int) -> dict[str, Any]:
         without = timed_predicts(client, png, n)
     subs = [{"url": url, "secret": SECRET, "events": ["image.fake"]}]
     with TestClient(create_app(Settings(jobs_dir=scratch / "alerts", alert_subscriptions=subs, **base))) as client:
-        ready(client)
+        wait_ready(client, timeout=300)
         timed_predicts(client, png, 3)
         with_sub = timed_predicts(client, png, n)
         deadline = time.monotonic() + 120

@@ -23,6 +23,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from PIL import Image
+from tests.conftest import wait_ready
 from tests.utils.faces import face_jpeg
 from tests.utils.videos import canvas_with, write_video
 
@@ -56,7 +57,7 @@ def workloads(seconds: int, fps: int) -> dict[str, tuple[bytes, float]]:
 
 def decode_only(path: Path, settings: Settings) -> tuple[float, int]:
     """Seconds to decode and sample the file as the worker does, and the frames sampled."""
-    info = video.probe(path, path.read_bytes()[: video.SNIFF_BYTES], limits_of(settings))
+    info = video.probe(path, limits_of(settings))
     step = video.sample_times(info.duration_s, settings.video_sample_fps, settings.video_max_frames)
     started = time.perf_counter()
     n = sum(1 for _ in video.sample_frames(path, info, limits_of(settings), step, settings.video_max_frames))
@@ -68,10 +69,7 @@ def run(seconds: int, fps: int) -> dict[str, Any]:
     settings = Settings(jobs_dir=scratch / "jobs", log_json=True, log_level="WARNING")
     rows = []
     with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 300
-        while client.get("/health/ready").status_code != 200:
-            assert time.monotonic() < deadline, "the app did not become ready"
-            time.sleep(0.1)
+        wait_ready(client, timeout=300)
         for name, (data, duration) in workloads(seconds, fps).items():
             path = scratch / "clip.mp4"
             path.write_bytes(data)
@@ -86,7 +84,7 @@ def run(seconds: int, fps: int) -> dict[str, Any]:
             analysis_s = job["finished_at"] - job["started_at"]
             frames = res["sampling"]["frames_analysed"]
             # The same sampled frames as images, one request at a time through /predict.
-            info = video.probe(path, data[: video.SNIFF_BYTES], limits_of(settings))
+            info = video.probe(path, limits_of(settings))
             step = res["sampling"]["step_s"]
             images = [_jpeg(s.rgb) for s in video.sample_frames(path, info, limits_of(settings), step, frames)]
             started = time.perf_counter()

@@ -115,7 +115,8 @@ async def _load(app: FastAPI) -> None:
             await loop.run_in_executor(None, _start_jobs, app)
             break
         except Exception as exc:
-            log.warning("job queue unavailable, retrying", extra={"error": type(exc).__name__, "retry_s": delay})
+            error = f"{type(exc).__name__}: {exc}"  # e.g. Redis not up yet, or a settings subscription refused
+            log.warning("job queue not started, retrying", extra={"error": error, "retry_s": delay})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
     metrics.MODEL_INFO.labels(model.name, model.version, model.sha256).set(1)

@@ -135,7 +135,7 @@ class SafeFetcher:
     async def _follow(self, url: str) -> Fetched:
         current = url
         for hop in range(self.policy.max_redirects + 1):
-            target, host, address = await self._check(current)
+            target, host, address = await self.check(current)
             response = await self._get(target, host, address)
             try:
                 if response.status_code in (301, 302, 303, 307, 308) and "location" in response.headers:
@@ -149,8 +149,9 @@ class SafeFetcher:
                 await response.aclose()
         raise UrlUnreachable(f"{url!r} redirects more than {self.policy.max_redirects} times.")
 
-    async def _check(self, url: str) -> tuple[httpx.URL, str, str]:
-        """(the URL pointed at the checked address, its host name, that address)."""
+    async def check(self, url: str) -> tuple[httpx.URL, str, str]:
+        """The URL's checks (scheme, host lists, every resolved address, port): the URL pointed at
+        the checked address, its host name, that address; UrlInvalid/UrlForbidden/UrlUnreachable."""
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -190,7 +191,7 @@ class SafeFetcher:
         followed (a 3xx is the answer); at most `max_answer` bytes of the answer are read."""
         try:
             async with asyncio.timeout(self.policy.timeout_s):
-                target, host, _ = await self._check(url)
+                target, host, _ = await self.check(url)
                 response = await self._send("POST", target, host, {"Accept": "*/*", **headers}, body)
                 try:
                     read = 0

@@ -102,9 +102,10 @@ def _reason(exc: Exception) -> str:
     return str(getattr(exc, "strerror", None) or type(exc).__name__)
 
 
-def probe(path: Path, head: bytes, limits: Limits) -> VideoInfo:
+def probe(path: Path, limits: Limits) -> VideoInfo:
     """The header's facts, refusing what cannot or must not be analysed; decodes no frame."""
-    container_kind = accepted_container(head)
+    with open(path, "rb") as fh:
+        container_kind = accepted_container(fh.read(SNIFF_BYTES))
     with _open(path) as container:
         videos = list(container.streams.video)
         if not videos:

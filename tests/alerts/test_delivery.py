@@ -1,4 +1,4 @@
-"""Webhook alerts through the real app, queue and model, to a real HTTP receiver: signed as
+"""Alert delivery through the real app, queue and model, to a real HTTP receiver: signed as
 Standard Webhooks (verified with the published library), retried with backoff on 5xx, delivered
 once, logged; never slowing /predict; surviving a restart between attempts."""
 

@@ -27,6 +27,7 @@ from deepfake_api.jobs.store import Doc, JobStore
 log = logging.getLogger("deepfake_api.alerts")
 TASK = "deliver_alert"
 STATE = "alert"
+UNSENT = ("pending", "delivering")
 
 
 def now() -> float:
@@ -168,31 +169,29 @@ class Alerts:
     def reap(self, lease_s: float) -> None:
         """Re-queue alerts whose message went missing; a send cut off by a dead worker is retried."""
         grace = max(lease_s, 30.0)
-        pending = 0
-        for doc in self.store.by_state(STATE):
-            status = doc.get("status")
-            if status == "pending":
-                pending += 1
-                if doc["next_at"] < now() - grace:
-                    self._enqueue(doc["id"])
-            elif status == "delivering" and now() - doc.get("claimed_at", 0) > grace + self.settings.alert_timeout_s:
-
-                def release(d: Doc) -> Doc | None:
-                    if d.get("status") != "delivering":
-                        return None
-                    d.update(status="pending", next_at=now())
-                    d.pop("claimed_at", None)
-                    d.pop("claim", None)
-                    return d
-
-                if self.store.modify(doc["id"], release) is not None:
-                    self._enqueue(doc["id"])
-        metrics.ALERTS_PENDING.set(pending)
+        unsent = [d for d in self.store.by_state(STATE) if d.get("status") in UNSENT]
+        for doc in unsent:
+            if doc["status"] == "pending" and doc["next_at"] < now() - grace:
+                self._enqueue(doc["id"])
+            elif doc["status"] == "delivering" and now() - doc["claimed_at"] > grace + self.settings.alert_timeout_s:
+                self.store.modify(doc["id"], _release)
+                self._enqueue(doc["id"])  # a duplicate message is harmless: deliver() claims first
+        metrics.ALERTS_PENDING.set(len(unsent))
 
     def pending(self) -> int:
-        """Alerts waiting for their first or next attempt (the alert queue's depth)."""
-        return sum(1 for d in self.store.by_state(STATE) if d.get("status") in ("pending", "delivering"))
+        """Alerts waiting for their first or next attempt, or being sent (the alert queue's depth)."""
+        return sum(1 for d in self.store.by_state(STATE) if d.get("status") in UNSENT)
 
     def deliveries(self, sub_id: str, limit: int = 100) -> list[Doc]:
         docs = [d for d in self.store.by_state(STATE) if d["subscription"] == sub_id]
         return sorted(docs, key=lambda d: d["created_at"], reverse=True)[:limit]
+
+
+def _release(d: Doc) -> Doc | None:
+    """A send whose worker died: pending again, due now."""
+    if d.get("status") != "delivering":
+        return None
+    d.update(status="pending", next_at=now())
+    d.pop("claimed_at", None)
+    d.pop("claim", None)
+    return d

@@ -62,15 +62,15 @@ def check_target(settings: Settings, url: str) -> None:
     if scheme != "https" and not (scheme == "http" and settings.alert_allow_private):
         raise InvalidSubscription("A webhook URL must be https.")
 
-    async def check() -> None:
+    async def resolve_and_check() -> None:
         checker = fetcher(settings)
         try:
-            await checker._check(url)  # noqa: SLF001 - the same checks as a delivery's
+            await checker.check(url)  # the same checks as a delivery's
         finally:
             await checker.aclose()
 
     try:
-        asyncio.run(check())
+        asyncio.run(resolve_and_check())
     except DeepfakeError as exc:
         raise InvalidSubscription(f"The webhook target is refused: {exc.detail}") from None
 

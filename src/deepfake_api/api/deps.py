@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
 from deepfake_api.config import Settings
 from deepfake_api.engine import InferenceEngine
-from deepfake_api.errors import RateLimited, Unauthorized
+from deepfake_api.errors import ModelNotReady, QueueUnavailable, RateLimited, Unauthorized
+from deepfake_api.jobs.queue import JobQueue
 from deepfake_api.model import DeepfakeModel
+
+T = TypeVar("T")
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -43,12 +48,36 @@ def check_api_key(request: Request, settings: Settings) -> None:
         raise Unauthorized("Send the API key in the X-API-Key header.", headers={"WWW-Authenticate": "X-API-Key"})
 
 
+def client_address(request: Request) -> str:
+    """Who is asking, for per-client limits: the peer address (the proxy's X-Forwarded-For when trusted)."""
+    return request.client.host if request.client else "unknown"
+
+
+def job_queue(request: Request) -> JobQueue:
+    """The app's job queue; 503 while it is still starting."""
+    queue: JobQueue | None = request.app.state.jobs
+    if queue is None:
+        raise ModelNotReady("The job queue is starting; retry shortly.", headers={"Retry-After": "1"})
+    return queue
+
+
+async def in_store(queue: JobQueue, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` off the event loop; an unreachable store (broker down, disk gone) is a 503."""
+    try:
+        return await run_in_threadpool(fn, *args)
+    except queue.store.errors as exc:
+        raise QueueUnavailable(
+            f"The job store cannot be reached ({type(exc).__name__}); retry shortly.",
+            headers={"Retry-After": str(queue.settings.jobs_retry_after_s)},
+        ) from None
+
+
 def check_rate_limit(request: Request) -> None:
     """Per-client limit (by client address) when DEEPFAKE_RATE_LIMIT is set."""
     limiter = request.app.state.rate_limiter
     if limiter is None:
         return
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request)
     if not limiter.hit(request.app.state.rate_limit, "predict", client):
         stats = limiter.get_window_stats(request.app.state.rate_limit, "predict", client)
         wait = max(1, int(stats.reset_time - time.time()) + 1)

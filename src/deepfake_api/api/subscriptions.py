@@ -10,9 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 
 from deepfake_api.alerts.delivery import Alerts
 from deepfake_api.alerts.subscriptions import public, validate
-from deepfake_api.api.deps import authorize
+from deepfake_api.api.deps import authorize, in_store, job_queue
 from deepfake_api.api.predict import PROBLEM, json_response
-from deepfake_api.api.videos import _in_store, _queue
 from deepfake_api.errors import SubscriptionNotFound, SubscriptionReadOnly, SubscriptionsDisabled
 from deepfake_api.jobs.queue import JobQueue
 from deepfake_api.schemas import Deliveries, Delivery, Subscription, SubscriptionCreate, Subscriptions
@@ -36,12 +35,12 @@ def _guard(request: Request) -> tuple[JobQueue, Alerts]:
             "configures them otherwise."
         )
     authorize(request, settings)
-    queue = _queue(request)
+    queue = job_queue(request)
     return queue, queue.alerts
 
 
 async def _subscription(queue: JobQueue, alerts: Alerts, sub_id: str) -> dict[str, Any]:
-    doc = await _in_store(queue, alerts.subscription, sub_id)
+    doc = await in_store(queue, alerts.subscription, sub_id)
     if doc is None:
         raise SubscriptionNotFound(f"No subscription {sub_id[:64]!r}.")
     return doc
@@ -63,7 +62,7 @@ async def create_subscription(request: Request, body: SubscriptionCreate) -> Res
     queue, _ = _guard(request)
     settings = request.app.state.settings
     doc = await run_in_threadpool(validate, settings, body.model_dump(exclude_none=True), source="api")
-    await _in_store(queue, queue.store.create, doc)
+    await in_store(queue, queue.store.create, doc)
     response = json_response(Subscription(**{k: v for k, v in doc.items() if k not in ("state", "expires_at")}))
     response.status_code = 201
     response.headers["Location"] = f"/subscriptions/{doc['id']}"
@@ -73,7 +72,7 @@ async def create_subscription(request: Request, body: SubscriptionCreate) -> Res
 @router.get("/subscriptions", response_model=Subscriptions, summary="Every subscription (no secrets)", responses=COMMON)
 async def list_subscriptions(request: Request) -> Response:
     queue, alerts = _guard(request)
-    docs = await _in_store(queue, alerts.subscriptions)
+    docs = await in_store(queue, alerts.subscriptions)
     return json_response(Subscriptions(subscriptions=[Subscription(**public(d)) for d in docs]))
 
 
@@ -103,7 +102,7 @@ async def delete_subscription(request: Request, sub_id: str) -> Response:
     doc = await _subscription(queue, alerts, sub_id)
     if doc["source"] == "settings":
         raise SubscriptionReadOnly("This subscription is configured in DEEPFAKE_ALERT_SUBSCRIPTIONS; change it there.")
-    await _in_store(queue, queue.store.delete, sub_id)
+    await in_store(queue, queue.store.delete, sub_id)
     return Response(status_code=204)
 
 
@@ -116,6 +115,6 @@ async def delete_subscription(request: Request, sub_id: str) -> Response:
 async def list_deliveries(request: Request, sub_id: str) -> Response:
     queue, alerts = _guard(request)
     await _subscription(queue, alerts, sub_id)
-    docs = await _in_store(queue, alerts.deliveries, sub_id)
+    docs = await in_store(queue, alerts.deliveries, sub_id)
     fields = Delivery.model_fields
     return json_response(Deliveries(deliveries=[Delivery(**{k: v for k, v in d.items() if k in fields}) for d in docs]))

@@ -13,19 +13,17 @@ import asyncio
 import errno
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 
 from deepfake_api import video
-from deepfake_api.api.deps import authorize
+from deepfake_api.api.deps import authorize, client_address, in_store, job_queue
 from deepfake_api.api.predict import PROBLEM, json_response
 from deepfake_api.api.problems import request_id_of
 from deepfake_api.api.upload import read_upload_to_file
-from deepfake_api.errors import JobNotFound, ModelNotReady, QueueFull, QueueUnavailable, TooManyJobs
+from deepfake_api.errors import JobNotFound, QueueFull, QueueUnavailable, TooManyJobs
 from deepfake_api.jobs.queue import JobQueue, failed, now
 from deepfake_api.jobs.store import ACTIVE, FINAL, Doc, spool_file
 from deepfake_api.jobs.video_job import frame_blob, limits_of
@@ -57,33 +55,10 @@ VIDEO_BODY: dict[str, Any] = {
 }
 
 
-T = TypeVar("T")
 JOB_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {**PROBLEM, "description": "Unknown, deleted or expired job"},
     422: {**PROBLEM, "description": "The job id is not valid"},
 }
-
-
-def _queue(request: Request) -> JobQueue:
-    queue: JobQueue | None = request.app.state.jobs
-    if queue is None:
-        raise ModelNotReady("The job queue is starting; retry shortly.", headers={"Retry-After": "1"})
-    return queue
-
-
-async def _in_store(queue: JobQueue, fn: Callable[..., T], *args: Any) -> T:
-    """`fn(*args)` off the event loop; an unreachable store (broker down, disk gone) is a 503."""
-    try:
-        return await run_in_threadpool(fn, *args)
-    except queue.store.errors as exc:
-        raise QueueUnavailable(
-            f"The job store cannot be reached ({type(exc).__name__}); retry shortly.",
-            headers={"Retry-After": str(queue.settings.jobs_retry_after_s)},
-        ) from None
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 def job_view(doc: Doc) -> Job:
@@ -138,16 +113,16 @@ async def submit_video(
 ) -> Response:
     settings = request.app.state.settings
     authorize(request, settings)
-    queue = _queue(request)
-    client = _client(request)
-    await _in_store(queue, _admit, queue, client)
+    queue = job_queue(request)
+    client = client_address(request)
+    await in_store(queue, _admit, queue, client)
     fd, part = spool_file(queue.spool)
     try:
         with os.fdopen(fd, "wb") as sink:
             filename, size = await read_upload_to_file(
                 request, sink, settings.video_max_bytes, max(settings.upload_timeout_s, 300.0)
             )
-        doc = await _in_store(queue, _check_and_queue, queue, part, filename, size, client, request_id_of(request))
+        doc = await in_store(queue, _check_and_queue, queue, part, filename, size, client, request_id_of(request))
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -161,7 +136,7 @@ async def submit_video(
     deadline = time.monotonic() + min(wait, settings.video_max_wait_s)
     while doc["state"] in ACTIVE and time.monotonic() < deadline:
         await asyncio.sleep(POLL_S)
-        doc = await _in_store(queue, queue.store.get, doc["id"]) or doc
+        doc = await in_store(queue, queue.store.get, doc["id"]) or doc
     return _job_response(doc, 200 if doc["state"] in FINAL else 202)
 
 
@@ -182,9 +157,7 @@ def _admit(queue: JobQueue, client: str) -> None:
 
 def _check_and_queue(queue: JobQueue, part: Path, filename: str, size: int, client: str, request_id: str) -> Doc:
     """Refuse a bad video from its header (4xx), else store it and queue its job."""
-    with open(part, "rb") as fh:
-        head = fh.read(video.SNIFF_BYTES)
-    info = video.probe(part, head, limits_of(queue.settings))
+    info = video.probe(part, limits_of(queue.settings))
     doc = queue.new_job(
         "video",
         client,
@@ -205,8 +178,8 @@ def _check_and_queue(queue: JobQueue, part: Path, filename: str, size: int, clie
 
 
 async def _doc(request: Request, job_id: str) -> Doc:
-    queue = _queue(request)
-    doc = await _in_store(queue, queue.store.get, job_id)
+    queue = job_queue(request)
+    doc = await in_store(queue, queue.store.get, job_id)
     if doc is None:
         raise JobNotFound(f"No job {job_id[:64]!r}: it never existed, was deleted, or its result expired.")
     return doc
@@ -233,10 +206,10 @@ async def get_job(request: Request, job_id: str) -> Response:
 )
 async def delete_job(request: Request, job_id: str) -> Response:
     authorize(request, request.app.state.settings)
-    queue = _queue(request)
+    queue = job_queue(request)
     doc = await _doc(request, job_id)
     if doc["state"] in FINAL:
-        await _in_store(queue, queue.store.delete, job_id)
+        await in_store(queue, queue.store.delete, job_id)
         return Response(status_code=204)
     ttl = queue.settings.jobs_result_ttl_s
 
@@ -250,11 +223,11 @@ async def delete_job(request: Request, job_id: str) -> Response:
             return d
         return None
 
-    new = await _in_store(queue, queue.store.modify, job_id, cancel)
+    new = await in_store(queue, queue.store.modify, job_id, cancel)
     if new is None:
         raise JobNotFound(f"No job {job_id[:64]!r}.")
     if new["state"] == "cancelled":
-        await _in_store(queue, queue.store.drop_file, job_id)
+        await in_store(queue, queue.store.drop_file, job_id)
     return _job_response(new, 202)
 
 
@@ -270,8 +243,8 @@ async def delete_job(request: Request, job_id: str) -> Response:
 )
 async def get_frame(request: Request, job_id: str, index: int) -> Response:
     authorize(request, request.app.state.settings)
-    queue = _queue(request)
-    data = await _in_store(queue, queue.store.get_blob, job_id, frame_blob(index))
+    queue = job_queue(request)
+    data = await in_store(queue, queue.store.get_blob, job_id, frame_blob(index))
     if data is None:
         raise JobNotFound(f"Job {job_id[:64]!r} has no kept frame {index}.")
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

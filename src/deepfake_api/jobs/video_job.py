@@ -137,9 +137,7 @@ class VideoAnalyser:
         decision = self.model.decision
         assert decision is not None and self.model.finder is not None
         limits = limits_of(settings)
-        with open(path, "rb") as fh:
-            head = fh.read(video.SNIFF_BYTES)
-        info = video.probe(path, head, limits)
+        info = video.probe(path, limits)
         step = video.sample_times(info.duration_s, settings.video_sample_fps, settings.video_max_frames)
         planned = video.planned_frames(info.duration_s, step, settings.video_max_frames)
         deadline = time.monotonic() + settings.jobs_timeout_s
