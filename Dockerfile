@@ -1,4 +1,4 @@
-# Deepfake detection API: FastAPI + the face detector, CLIP encoder and heads (onnxruntime, OpenCV) under uvicorn.
+# Deepfake detection API: FastAPI + the face detector, CLIP encoder and heads (onnxruntime, OpenCV), artefact CNN (LiteRT) under uvicorn.
 #   docker build -t deepfake-api:latest .
 #   docker run --rm -p 8000:8000 deepfake-api:latest
 # Configured only through DEEPFAKE_* environment variables (see src/deepfake_api/config.py).
@@ -60,7 +60,7 @@ COPY --from=venv /opt/venv /opt/venv
 COPY --from=app /opt/app/site/ /opt/venv/lib/python3.11/site-packages/
 COPY --from=app /opt/app/bin/ /opt/venv/bin/
 # The card and the heads it names travel together: the service refuses to start on a mismatch.
-COPY models/*.json /app/models/
+COPY models/*.json models/*.tflite /app/models/
 COPY --from=assets /opt/assets/ /app/models/vendor/
 WORKDIR /app
 USER 10001:10001

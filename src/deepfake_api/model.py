@@ -19,6 +19,7 @@ import numpy as np
 from deepfake_api import assets, faces, preprocess
 from deepfake_api.assets import sha256_file
 from deepfake_api.detectors import Detector
+from deepfake_api.detectors.artefact import ArtefactCNN
 from deepfake_api.detectors.clip_head import ClipHeadDetector
 from deepfake_api.detectors.fusion import Fusion, Platt
 from deepfake_api.detectors.spectrum import SpectrumDetector
@@ -142,6 +143,8 @@ class DeepfakeModel:
             return ClipHeadDetector(entry, own.parent, assets.path("clip", self.assets_dir), threads=self.threads)
         if kind == "spectrum":
             return SpectrumDetector(entry, own.parent)
+        if kind == "artefact_cnn":
+            return ArtefactCNN(entry, own, threads=self.threads)
         raise ModelCardError(f"detector {entry['name']}: unknown kind {kind!r}")
 
     def warm(self, batch_sizes: tuple[int, ...] = (1,)) -> None:

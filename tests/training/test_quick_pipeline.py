@@ -16,7 +16,7 @@ from PIL import Image, ImageFilter
 
 from deepfake_api import assets, faces
 from deepfake_api.app import create_app
-from deepfake_api.training import ensemble, features, report
+from deepfake_api.training import artefact, ensemble, features, report
 from deepfake_api.training.audit import audit
 from deepfake_api.training.data import read_items
 from deepfake_api.training.heads import load_cache
@@ -64,7 +64,17 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     audited = audit(read_items(data), workers=1)
     write_split(make_split(audited), root / "split.csv")
     assert features.main(["--data", str(data), "--out", str(root / "cache"), "--shard", "16"]) == 0
-    ensemble.build(root / "cache", root / "split.csv", root / "models", ensemble.DETECTORS, True, root / "report")
+    cnn = ["--cache", str(root / "cache"), "--split", str(root / "split.csv"), "--runs", str(root / "artefact")]
+    assert artefact.main([*cnn, "--epochs", "2", "--steps", "3", "--batch", "8"]) == 0
+    ensemble.build(
+        root / "cache",
+        root / "split.csv",
+        root / "models",
+        ensemble.DETECTORS,
+        True,
+        root / "report",
+        root / "artefact",
+    )
     return root
 
 
@@ -136,3 +146,42 @@ def test_a_shard_of_fakes_only_is_cached_without_pseudo_fakes(tmp_path: Path) ->
     shard = np.load(out)
     assert len(shard["sbi_of"]) == 0 and shard["sbi_crops"].shape == (0, faces.CROP_SIZE, faces.CROP_SIZE, 3)
     assert (shard["n_faces"] > 0).all() and shard["f_l3_mean"].shape == (2, 768)
+
+
+def test_the_artefact_cnn_runs_once_per_hold_out_and_a_rerun_keeps_them(run: Path) -> None:
+    runs = run / "artefact"
+    assert sorted(p.name for p in runs.iterdir()) == ["all", "loso-source-a", "loso-source-b"]
+    done = json.loads((runs / "loso-source-a" / "run.json").read_text())
+    assert done["exclude"] == "source-a" and done["max_abs_logit_diff_vs_keras"] <= artefact.TOLERANCE
+    stamp = (runs / "all" / "model.tflite").stat().st_mtime_ns
+    cnn = ["--cache", str(run / "cache"), "--split", str(run / "split.csv"), "--runs", str(runs)]
+    assert artefact.main([*cnn, "--epochs", "2", "--steps", "3", "--batch", "8"]) == 0
+    assert (runs / "all" / "model.tflite").stat().st_mtime_ns == stamp, "a finished run is not trained again"
+
+
+def test_the_served_artefact_cnn_is_the_exported_network(run: Path) -> None:
+    """The card's .tflite is the 'all' run's export, and LiteRT scores the cached crops as that run did."""
+    from deepfake_api.model import DeepfakeModel
+
+    card = json.loads((run / "models" / "model_card.json").read_text())
+    entry = next(d for d in card["detectors"] if d["kind"] == "artefact_cnn")
+    assert (run / "models" / entry["file"]).read_bytes() == (run / "artefact" / "all" / "model.tflite").read_bytes()
+    cache = load_cache(run / "cache", run / "split.csv")
+    crops = artefact.load_crops(cache).faces
+    model = DeepfakeModel(run / "models" / "model_card.json")
+    model.load()
+    served = model.logits(crops[:5])[entry["name"]]
+    assert np.allclose(served, artefact.read_logits(run / "artefact" / "all", cache.files)[:5], atol=1e-4)
+
+
+def test_an_artefact_cnn_trained_on_other_views_is_refused(run: Path, tmp_path: Path) -> None:
+    from deepfake_api.errors import ModelCardError
+    from deepfake_api.model import DeepfakeModel
+
+    for f in (run / "models").iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    next(d for d in card["detectors"] if d["kind"] == "artefact_cnn")["views"]["local"] = "centre 128 px"
+    (tmp_path / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelCardError, match="views"):
+        DeepfakeModel(tmp_path / "model_card.json").load()

@@ -22,6 +22,7 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,10 @@ from sklearn.linear_model import LogisticRegression
 
 from deepfake_api import assets, faces, preprocess
 from deepfake_api.assets import sha256_file
+from deepfake_api.detectors.artefact import card_views
 from deepfake_api.detectors.fusion import sigmoid
 from deepfake_api.model import CARD_NAME
+from deepfake_api.training import artefact
 from deepfake_api.training.evalmetrics import ece, summary
 from deepfake_api.training.heads import Cache, choose_c, load_cache
 
@@ -63,6 +66,12 @@ DETECTORS = (
         ("spectrum",),
         "logistic regression on the azimuthally averaged log power spectrum of the inner face",
     ),
+    DetectorSpec(
+        "face-artefact-cnn",
+        "artefact_cnn",
+        (),
+        "two-view CNN trained from scratch on the face crops and self-blended pseudo-fakes (training/artefact.py)",
+    ),
 )
 
 
@@ -76,6 +85,16 @@ def loso_logits(cache: Cache, keys: tuple[str, ...], sbi: bool) -> dict[str, tup
         m = _held_out(cache, src)
         out[src] = (cache.y[m], z[m])
         sys.stderr.write(f"loso {keys} {src}: C={head.c}\n")
+    return out
+
+
+def artefact_loso(cache: Cache, runs: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Held-out source -> (labels, logits) of the artefact CNN run trained without it."""
+    out = {}
+    for src in cache.sources:
+        z = artefact.read_logits(runs / artefact.run_name(src), cache.files)
+        m = _held_out(cache, src)
+        out[src] = (cache.y[m], z[m])
     return out
 
 
@@ -160,14 +179,20 @@ def build(
     detectors: tuple[DetectorSpec, ...],
     sbi: bool,
     report: Path | None = None,
+    artefact_runs: Path | None = None,
 ) -> dict[str, Any]:
     keys = tuple(k for d in detectors for k in d.keys)
     cache = load_cache(cache_dir, split_csv, keys)
+    if any(d.kind == "artefact_cnn" for d in detectors) and artefact_runs is None:
+        raise ValueError("the artefact CNN's leave-one-source-out runs are needed (--artefact-runs)")
     counts = {
         s: {sp: int(((cache.dataset == s) & (cache.split == sp)).sum()) for sp in ("train", "val", "test")}
         for s in cache.sources
     }
-    held = {d.name: loso_logits(cache, d.keys, sbi) for d in detectors}
+    held = {
+        d.name: artefact_loso(cache, artefact_runs) if d.kind == "artefact_cnn" else loso_logits(cache, d.keys, sbi)
+        for d in detectors
+    }
     stacked = {
         s: (held[detectors[0].name][s][0], np.stack([held[d.name][s][1] for d in detectors], 1)) for s in cache.sources
     }
@@ -186,23 +211,24 @@ def build(
     version = dt.date.today().strftime("%Y.%m.%d")
     entries, test_z, per_detector = [], [], {}
     for d in detectors:
-        head = choose_c(cache, cache.split == "train", cache.split == "val", d.keys, sbi)
-        z = head.logits(cache.feats)
-        test_z.append(z)
         w1, b1 = fit_balanced_lr({s: (y, v[:, None]) for s, (y, v) in held[d.name].items()})
-        head_file = out / f"{d.name}.json"
-        head_file.write_text(json.dumps(head.to_json()) + "\n")
-        entry: dict[str, Any] = {
-            "name": d.name,
-            "version": version,
-            "kind": d.kind,
-            "file": head_file.name,
-            "sha256": sha256_file(head_file),
-            "what": f"{d.what}: {', '.join(d.keys)}",
-            "C": head.c,
-            "self_blended_pseudo_fakes": sbi,
-            "calibration": {"temperature": 1.0 / float(w1[0]), "bias": b1},
-        }
+        entry: dict[str, Any] = {"name": d.name, "version": version, "kind": d.kind}
+        if d.kind == "artefact_cnn":
+            assert artefact_runs is not None
+            z, own = artefact.read_logits(artefact_runs / artefact.ALL, cache.files), out / f"{d.name}.tflite"
+            shutil.copyfile(artefact_runs / artefact.ALL / "model.tflite", own)
+            trained = json.loads((artefact_runs / artefact.ALL / "run.json").read_text())
+            entry.update(what=d.what, views=card_views(), self_blended_pseudo_fakes=trained["sbi"])
+            entry["training"] = {k: trained[k] for k in ("epochs", "steps", "batch", "seed", "best_epoch")}
+        else:
+            head = choose_c(cache, cache.split == "train", cache.split == "val", d.keys, sbi)
+            z, own = head.logits(cache.feats), out / f"{d.name}.json"
+            own.write_text(json.dumps(head.to_json()) + "\n")
+            entry.update(what=f"{d.what}: {', '.join(d.keys)}", C=head.c, self_blended_pseudo_fakes=sbi)
+        test_z.append(z)
+        # a detector whose hold-out logits carry nothing (a constant) gets a flat calibration
+        temperature = 1.0 / float(w1[0]) if abs(w1[0]) > 1e-12 else 1e12
+        entry.update(file=own.name, sha256=sha256_file(own), calibration={"temperature": temperature, "bias": b1})
         if d.kind == "clip_head":
             clip = assets.ASSETS["clip"]
             entry["encoder"] = {"asset": "clip", "file": clip.file, "sha256": clip.sha256, "wheel": clip.wheel}
@@ -284,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip-keys", nargs="+", default=list(DETECTORS[0].keys))
     p.add_argument("--detectors", nargs="+", default=[d.name for d in DETECTORS])
     p.add_argument("--no-sbi", action="store_true")
+    p.add_argument("--artefact-runs", type=Path, default=None, help="the runs of training/artefact.py")
     p.add_argument("--report", type=Path, default=None, help="also write the hold-out scores here (docs/model)")
     args = p.parse_args(argv)
     specs = tuple(
@@ -291,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         for d in DETECTORS
         if d.name in args.detectors
     )
-    card = build(args.cache, args.split, args.out, specs, not args.no_sbi, args.report)
+    card = build(args.cache, args.split, args.out, specs, not args.no_sbi, args.report, args.artefact_runs)
     sys.stderr.write(json.dumps({k: card[k] for k in ("decision", "fusion")}, indent=1) + "\n")
     sys.stderr.write(json.dumps(card["metrics"]["per_detector_auc"]) + "\n")
     for part in ("leave_one_source_out", "test"):
