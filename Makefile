@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed
 
 ASSETS := models/vendor/.verified
 FEATURES ?= $(HOME)/.cache/deepfake-api/features
+ARTEFACT_RUNS ?= $(HOME)/.cache/deepfake-api/artefact
 
 .PHONY: run test lint bench train features assets clean
 
@@ -44,7 +45,9 @@ train: $(ASSETS)
 	$(BIN)/python -m deepfake_api.training.audit
 	$(BIN)/python -m deepfake_api.training.split
 	$(BIN)/python -m deepfake_api.training.features --out $(FEATURES)
-	$(BIN)/python -m deepfake_api.training.ensemble --cache $(FEATURES) --out models --report docs/model
+	$(BIN)/python -m deepfake_api.training.artefact --cache $(FEATURES) --runs $(ARTEFACT_RUNS)
+	$(BIN)/python -m deepfake_api.training.ensemble --cache $(FEATURES) --artefact-runs $(ARTEFACT_RUNS) \
+		--out models --report docs/model
 	$(BIN)/python -m deepfake_api.training.report
 
 clean:

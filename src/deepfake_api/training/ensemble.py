@@ -121,6 +121,23 @@ def fit_balanced_lr(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np
     return lr.coef_[0].astype(np.float64), float(lr.intercept_[0])
 
 
+def fit_fusion(stacked: dict[str, tuple[np.ndarray, np.ndarray]], names: list[str]) -> tuple[np.ndarray, float]:
+    """Fusion weights >= 0: a detector whose hold-out logits would get a negative weight adds nothing
+    a client could trust (it would count against its own verdict), so it is fused with weight 0 and
+    the others are refitted; its own score is still reported per face."""
+    active = list(range(len(names)))
+    while True:
+        w, bias = fit_balanced_lr({s: (y, z[:, active]) for s, (y, z) in stacked.items()})
+        if (w > 0).all() or len(active) == 1:
+            break
+        worst = active[int(np.argmin(w))]
+        sys.stderr.write(f"warning: the fusion gives {names[worst]} a weight of {w.min():.3f}: fused with 0\n")
+        active.remove(worst)
+    weights = np.zeros(len(names))
+    weights[active] = w
+    return weights, bias
+
+
 def choose_band(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
     """(low, high) covering the most hold-out faces with accuracy outside >= ACCURACY_OUTSIDE on every source."""
     grid_low = np.round(np.arange(0.02, 0.5, 0.01), 2)
@@ -196,12 +213,7 @@ def build(
     stacked = {
         s: (held[detectors[0].name][s][0], np.stack([held[d.name][s][1] for d in detectors], 1)) for s in cache.sources
     }
-    weights, bias = fit_balanced_lr(stacked)
-    for name, w in zip((d.name for d in detectors), weights, strict=True):
-        if w <= 0:
-            sys.stderr.write(
-                f"warning: the fusion gives {name} a weight of {w:.3f} (it adds nothing on the hold-outs)\n"
-            )
+    weights, bias = fit_fusion(stacked, [d.name for d in detectors])
     held_p = {s: (y, sigmoid(z @ weights + bias)) for s, (y, z) in stacked.items()}
     ffpp = {}
     if FFPP in cache.sources:

@@ -1,0 +1,60 @@
+"""The fusion and the band, fitted on hold-out logits (training/ensemble.py), and served as fitted
+(detectors/fusion.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deepfake_api.detectors.fusion import Fusion
+from deepfake_api.training import ensemble
+
+
+def _hold_outs(seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Three sources; detector 0 informative everywhere, detector 1 a noisy copy of it, detector 2
+    informative on one source only and inverted on the others."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, src in enumerate(("a", "b", "c")):
+        y = np.repeat([0, 1], 200)
+        signal = (2 * y - 1) * 1.5 + rng.normal(0, 1, len(y))
+        z1 = signal + rng.normal(0, 2, len(y))
+        z2 = (1 if k == 0 else -1) * (2 * y - 1) * 0.8 + rng.normal(0, 1, len(y))
+        out[src] = (y, np.stack([signal, z1, z2], 1))
+    return out
+
+
+def test_the_fusion_never_weighs_a_detector_against_its_own_verdict() -> None:
+    stacked = _hold_outs()
+    plain, _ = ensemble.fit_balanced_lr(stacked)
+    assert plain[2] < 0, "the unconstrained fit would count detector 2 backwards"
+    weights, bias = ensemble.fit_fusion(stacked, ["main", "copy", "inverted"])
+    assert weights[2] == 0 and (weights[:2] > 0).all()
+    fusion = Fusion({"main": weights[0], "copy": weights[1], "inverted": weights[2]}, bias)
+    y, z = stacked["a"]
+    p = fusion({"main": z[:, 0], "copy": z[:, 1], "inverted": z[:, 2]})
+    assert np.allclose(p, 1 / (1 + np.exp(-(z @ weights + bias))))
+    assert ((p >= 0.5) == (y == 1)).mean() > 0.85
+
+
+def test_the_band_keeps_every_hold_out_right_when_it_commits() -> None:
+    rng = np.random.default_rng(1)
+    parts = {}
+    for src, spread in (("easy", 3.0), ("hard", 0.7)):
+        y = np.repeat([0, 1], 300)
+        parts[src] = (y, 1 / (1 + np.exp(-((2 * y - 1) * spread + rng.normal(0, 1, len(y))))))
+    low, high = ensemble.choose_band(parts)
+    assert 0 < low < 0.5 < high < 1
+    for y, p in parts.values():
+        conf = (p <= low) | (p >= high)
+        assert ((p[conf] >= 0.5) == (y[conf] == 1)).mean() >= ensemble.ACCURACY_OUTSIDE
+    # the band is as narrow as that allows: one step narrower fails somewhere
+    narrower = [(low + 0.01, high), (low, high - 0.01)]
+    for lo, hi in narrower:
+        if lo >= 0.5 or hi <= 0.5:
+            continue
+        accs = []
+        for y, p in parts.values():
+            conf = (p <= lo) | (p >= hi)
+            accs.append(((p[conf] >= 0.5) == (y[conf] == 1)).mean())
+        covered_more = any(((p <= lo) | (p >= hi)).sum() > ((p <= low) | (p >= high)).sum() for _, p in parts.values())
+        assert not covered_more or min(accs) < ensemble.ACCURACY_OUTSIDE
