@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from deepfake_api.detectors.artefact import GLOBAL_SIZE, LOCAL_SIZE, LiteRTPredictor, global_view, local_view  # noqa: E402
-from deepfake_api.errors import ModelCardError  # noqa: E402
-from deepfake_api.training.heads import Cache, load_cache  # noqa: E402
+from deepfake_api.detectors.artefact import GLOBAL_SIZE, LOCAL_SIZE, LiteRTPredictor, global_view, local_view
+from deepfake_api.errors import ModelCardError
+from deepfake_api.training.heads import Cache, auc_with_reals, load_cache
 
 CROP = 96
 TOLERANCE = 1e-3  # largest accepted |logit(Keras) - logit(LiteRT)|
@@ -112,8 +111,6 @@ def make_model(
 
 
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    import cv2
-
     ok, buf = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
@@ -183,16 +180,8 @@ def make_batches(pools: Pools, *, batch: int, steps: int, seed: int) -> Any:
 
 def val_auc(cache: Cache, logits: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """Per source, AUC on `mask` rows; fake-only sources against the real faces in `mask`."""
-    from sklearn.metrics import roc_auc_score
-
-    out = {}
-    for src in cache.sources:
-        m = mask & (cache.dataset == src)
-        if src in cache.fake_only:
-            m = m | (mask & (cache.y == 0))
-        if m.any() and len(set(cache.y[m].tolist())) == 2:
-            out[src] = float(roc_auc_score(cache.y[m], logits[m]))
-    return out
+    aucs = {src: auc_with_reals(cache, logits, src, mask, mask) for src in cache.sources}
+    return {src: a for src, a in aucs.items() if a is not None}
 
 
 def predict_keras(model: Any, crops: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -316,7 +305,7 @@ def train_run(
     }
     if exclude:
         held = cache.dataset == exclude
-        run["held_out_auc"] = val_auc(cache, logits, held | ((cache.split == "test") & (cache.y == 0))).get(exclude)
+        run["held_out_auc"] = auc_with_reals(cache, logits, exclude, held, (cache.split == "test") & ~held)
     done.write_text(json.dumps(run, indent=2) + "\n")
     sys.stderr.write(f"[{out.name}] done: {json.dumps(run)}\n")
     return run
@@ -346,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from deepfake_api.model import CARD_NAME
+from deepfake_api.training.evalmetrics import ece
 
 COLUMNS = (
     ("auc", "ROC AUC"),
@@ -105,8 +106,6 @@ def ffpp_table(methods: dict[str, dict[str, dict[str, Any]]]) -> str:
 def calibration_floor(parts: dict[str, dict[str, list[float]]]) -> tuple[float, float, float, dict[str, float]]:
     """The lowest worst-source ECE any one recalibration sigmoid(a * logit(p) + b) reaches on these
     hold-outs (a grid over a, b): how much of the per-source ECE a better calibration could remove."""
-    from deepfake_api.training.evalmetrics import ece
-
     data = {
         s: (np.asarray(d["y"], float), np.clip(np.asarray(d["p"], float), 1e-6, 1 - 1e-6)) for s, d in parts.items()
     }

@@ -1,4 +1,4 @@
-"""The fusion and the band, fitted on hold-out logits (training/ensemble.py), and served as fitted
+"""training/ensemble.py: the fusion and the band, fitted on hold-out logits, and the fusion served as fitted
 (detectors/fusion.py)."""
 
 from __future__ import annotations
