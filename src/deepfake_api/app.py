@@ -17,13 +17,11 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 
 from deepfake_api import __version__, faces, metrics
 from deepfake_api.api import batch, health, page, predict, problems, subscriptions, videos
 from deepfake_api.api import metrics as metrics_route
+from deepfake_api.api.access import RateLimits
 from deepfake_api.api.budget import BodyBudget
 from deepfake_api.api.middleware import HeadAsGet, ProblemCORSMiddleware, RequestContext
 from deepfake_api.config import Settings, get_settings
@@ -34,6 +32,7 @@ from deepfake_api.jobs.queue import JobQueue
 from deepfake_api.jobs.video_job import VideoAnalyser
 from deepfake_api.model import DeepfakeModel, read_card
 from deepfake_api.server import LOG_FORMAT, PathlessJsonFormatter, bound_heap, log_warnings, strip_dirs
+from deepfake_api.services.images import ImageService
 
 log = logging.getLogger("deepfake_api")
 
@@ -130,6 +129,7 @@ def _start_jobs(app: FastAPI) -> None:
     if settings.jobs_embedded_worker:
         queue.runner = VideoAnalyser(queue, app.state.engine, app.state.model)
         queue.start_worker(hosted=True)
+    app.state.images.events = queue.alerts.emit
     app.state.jobs = queue
 
 
@@ -148,6 +148,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.jobs is not None:  # the worker finishes its frame and stops; its job is retried later
             await asyncio.to_thread(app.state.jobs.close)
         await app.state.engine.stop()
+        await asyncio.to_thread(app.state.images.close)
         log.info("stopped")
         flush_logs(keep_logging=True)
 
@@ -186,9 +187,12 @@ def create_app(
         retry_after_s=settings.retry_after_s,
         decode=partial(_analyse, model, settings),
     )
+    app.state.images = ImageService(
+        app.state.engine, model, request_timeout_s=settings.request_timeout_s, retry_after_s=settings.retry_after_s
+    )
     app.state.body_budget = BodyBudget(settings.body_budget_bytes)
     app.state.fetcher = SafeFetcher(fetch_policy(settings), resolve)
-    app.state.rate_limit, app.state.rate_limiter = _rate_limiter(settings.rate_limit)
+    app.state.rate_limits = RateLimits.from_settings(settings)
     problems.install(app)
     routers = (predict, batch, videos, subscriptions, health, metrics_route, page)
     for router in (r.router for r in routers):
@@ -240,9 +244,3 @@ def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
         predict.document_limits(schema, app.state.settings)
         app.openapi_schema = schema
     return app.openapi_schema
-
-
-def _rate_limiter(spec: str) -> tuple[RateLimitItem | None, MovingWindowRateLimiter | None]:
-    if not spec:
-        return None, None
-    return parse(spec), MovingWindowRateLimiter(MemoryStorage())

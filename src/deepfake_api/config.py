@@ -200,7 +200,12 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
     """Origins allowed to call the API from a browser (none by default)."""
     rate_limit: str = ""
-    """Per-client limit in `limits` notation, e.g. "60/minute"; empty: no limit."""
+    """Per-client limit on the image routes (/predict, /predict/batch, /predict/url) in `limits`
+    notation, e.g. "60/minute"; empty: no limit. Each route class has its own bucket."""
+    rate_limit_jobs: str = ""
+    """Per-client limit on /videos and /jobs/… (uploads and polling), e.g. "600/minute"; empty: none."""
+    rate_limit_subscriptions: str = ""
+    """Per-client limit on /subscriptions/…, e.g. "60/minute"; empty: none."""
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -229,6 +234,15 @@ class Settings(BaseSettings):
         # The key travels in an HTTP header (latin-1 on the wire): any other character could never match.
         if v is not None and not (v.get_secret_value().isascii() and v.get_secret_value().isprintable()):
             raise ValueError("api_key must be printable ASCII: it is sent in the X-API-Key header")
+        return v
+
+    @field_validator("rate_limit", "rate_limit_jobs", "rate_limit_subscriptions")
+    @classmethod
+    def _rate_limit_spec(cls, v: str) -> str:
+        if v:
+            from limits import parse  # a wrong spec fails at startup, not on the first request
+
+            parse(v)
         return v
 
     @field_validator("log_level")

@@ -95,3 +95,6 @@ ALERT_LATENCY = Histogram(
 ALERTS_PENDING = Gauge(
     "deepfake_alerts_pending", "Alerts waiting for a (next) delivery attempt", multiprocess_mode="max"
 )
+EVENTS_DROPPED = Counter(
+    "deepfake_alert_events_dropped_total", "Image events dropped because too many were waiting for the store"
+)

@@ -115,6 +115,21 @@ def test_the_rate_limit_answers_429_with_retry_after() -> None:
         assert client.get("/health").status_code == 200  # only /predict is limited
 
 
+def test_polling_jobs_does_not_spend_the_image_quota(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 27 defect 1: each route class has its own bucket (a CLI polls a job every 0.5 s)."""
+    with serving(jobs_dir=tmp_path, rate_limit="3/minute", rate_limit_jobs="5/minute") as client:
+        polls = [client.get("/jobs/" + "0" * 32).status_code for _ in range(5)]
+        assert polls == [404] * 5
+        _assert_problem(client.get("/jobs/" + "0" * 32), 429, "rate-limited")  # the jobs bucket is spent
+        assert [_post(client).status_code for _ in range(3)] == [200, 200, 200]  # the images' is whole
+        _assert_problem(_post(client), 429, "rate-limited")
+
+
+def test_a_rate_limit_that_cannot_be_parsed_fails_at_startup() -> None:
+    with pytest.raises(ValueError, match="rate_limit_jobs"):
+        make_settings(rate_limit_jobs="often")
+
+
 def test_the_page_sends_a_strict_csp_and_security_headers(client: TestClient) -> None:
     r = client.get("/")
     csp = {d.split()[0]: d.split()[1:] for d in r.headers["content-security-policy"].split("; ")}

@@ -6,24 +6,19 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
-from deepfake_api.api.deps import authorize
-from deepfake_api.api.predict import (
-    PROBLEM,
-    UPLOAD_BODY,
-    json_response,
-    judge,
-    prediction_of,
-    reserve_body,
-)
+from deepfake_api.api import access
+from deepfake_api.api.deps import ImagesDep
+from deepfake_api.api.predict import reserve_body
 from deepfake_api.api.problems import problem_body, request_id_of
+from deepfake_api.api.responses import PROBLEM, UPLOAD_BODY, json_response
 from deepfake_api.api.upload import FileSlot, read_uploads
-from deepfake_api.engine import Verdict
 from deepfake_api.errors import DeepfakeError, InvalidUpload
 from deepfake_api.schemas import BatchResult, Prediction, SlotResult, UrlRequest, UrlsRequest
+from deepfake_api.services.images import ImageService
 
-router = APIRouter(tags=["predict"])
+router = APIRouter(dependencies=[Depends(access.images)], tags=["predict"])
 
 
 def _batch_body() -> dict[str, Any]:
@@ -69,10 +64,9 @@ def _batch_body() -> dict[str, Any]:
         503: {**PROBLEM, "description": "Not ready or at capacity; see Retry-After"},
     },
 )
-async def predict_batch(request: Request) -> Response:
+async def predict_batch(request: Request, images: ImagesDep) -> Response:
     started = time.perf_counter()
     settings = request.app.state.settings
-    authorize(request, settings)
     request.app.state.engine.ensure_ready()
     async with reserve_body(request, settings.max_batch_bytes):
         slots = await read_uploads(
@@ -82,7 +76,9 @@ async def predict_batch(request: Request) -> Response:
             max_files=settings.max_batch_files,
             timeout_s=settings.upload_timeout_s,
         )
-        results = await asyncio.gather(*(_slot_result(request, i, slot, started) for i, slot in enumerate(slots)))
+        results = await asyncio.gather(
+            *(_slot_result(request, images, i, slot, started) for i, slot in enumerate(slots))
+        )
     request.state.log_extra = {"files": len(slots), "failed": sum(r.problem is not None for r in results)}
     return json_response(BatchResult(results=list(results), request_id=request_id_of(request)))
 
@@ -110,23 +106,21 @@ async def predict_batch(request: Request) -> Response:
         503: {**PROBLEM, "description": "Not ready or at capacity; see Retry-After"},
     },
 )
-async def predict_url(request: Request, body: UrlRequest | UrlsRequest) -> Response:
+async def predict_url(request: Request, images: ImagesDep, body: UrlRequest | UrlsRequest) -> Response:
     started = time.perf_counter()
     settings = request.app.state.settings
-    authorize(request, settings)
     request.app.state.engine.ensure_ready()
     if isinstance(body, UrlRequest):
-        verdict = await _judge_url(request, body.url)
-        request.state.log_extra = {"label": verdict.label, "faces": len(verdict.faces), "by_url": 1}
-        return json_response(prediction_of(request, verdict, started))
+        prediction = await _assess_url(request, images, body.url, started)
+        request.state.log_extra = {"label": prediction.label, "faces": len(prediction.faces), "by_url": 1}
+        return json_response(prediction)
     if len(body.urls) > settings.max_batch_files:
         raise InvalidUpload(f"Send at most {settings.max_batch_files} URLs in one request; got {len(body.urls)}.")
 
     async def one(i: int, url: str) -> SlotResult:
         try:
-            return SlotResult(
-                index=i, url=url, status=200, prediction=prediction_of(request, await _judge_url(request, url), started)
-            )
+            prediction = await _assess_url(request, images, url, started)
+            return SlotResult(index=i, url=url, status=200, prediction=prediction)
         except DeepfakeError as exc:
             return SlotResult(index=i, url=url, status=exc.status, problem=problem_body(request, exc))
 
@@ -135,21 +129,22 @@ async def predict_url(request: Request, body: UrlRequest | UrlsRequest) -> Respo
     return json_response(BatchResult(results=list(results), request_id=request_id_of(request)))
 
 
-async def _judge_url(request: Request, url: str) -> Verdict:
+async def _assess_url(request: Request, images: ImageService, url: str, started: float) -> Prediction:
     """Fetch (its bytes held against the body budget like an upload's) and judge one image."""
     state = request.app.state
     with state.body_budget.hold(state.settings.max_upload_bytes, state.settings.retry_after_s):
         fetched = await state.fetcher.fetch(url)
-        return await judge(request, fetched.data)
+        return await images.assess(fetched.data, started=started, request_id=request_id_of(request))
 
 
-async def _slot_result(request: Request, index: int, slot: FileSlot, started: float) -> SlotResult:
+async def _slot_result(
+    request: Request, images: ImageService, index: int, slot: FileSlot, started: float
+) -> SlotResult:
     try:
         if slot.error is not None:
             raise slot.error
         assert slot.upload is not None
-        verdict = await judge(request, slot.upload.data)
-        prediction = prediction_of(request, verdict, started)
+        prediction = await images.assess(slot.upload.data, started=started, request_id=request_id_of(request))
         return SlotResult(index=index, filename=slot.filename, status=200, prediction=prediction)
     except DeepfakeError as exc:
         return SlotResult(index=index, filename=slot.filename, status=exc.status, problem=problem_body(request, exc))

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from deepfake_api.alerts.delivery import Alerts
 from deepfake_api.alerts.subscriptions import public, validate
-from deepfake_api.api.deps import authorize, in_store, job_queue
-from deepfake_api.api.predict import PROBLEM, json_response
-from deepfake_api.errors import SubscriptionNotFound, SubscriptionReadOnly, SubscriptionsDisabled
+from deepfake_api.api import access
+from deepfake_api.api.deps import in_store, job_queue
+from deepfake_api.api.responses import PROBLEM, json_response
+from deepfake_api.errors import SubscriptionNotFound, SubscriptionReadOnly
 from deepfake_api.jobs.queue import JobQueue
 from deepfake_api.schemas import Deliveries, Delivery, Subscription, SubscriptionCreate, Subscriptions
 
-router = APIRouter(tags=["alerts"])
+router = APIRouter(dependencies=[Depends(access.subscriptions)], tags=["alerts"])
 COMMON: dict[int | str, dict[str, Any]] = {
     400: {**PROBLEM, "description": "The body is not JSON"},
     401: {**PROBLEM, "description": "API key missing or wrong"},
@@ -27,14 +28,7 @@ COMMON: dict[int | str, dict[str, Any]] = {
 NOT_FOUND = {404: {**PROBLEM, "description": "No such subscription"}}
 
 
-def _guard(request: Request) -> tuple[JobQueue, Alerts]:
-    settings = request.app.state.settings
-    if settings.api_key is None:
-        raise SubscriptionsDisabled(
-            "Set DEEPFAKE_API_KEY to manage subscriptions through the API; DEEPFAKE_ALERT_SUBSCRIPTIONS "
-            "configures them otherwise."
-        )
-    authorize(request, settings)
+def _alerts(request: Request) -> tuple[JobQueue, Alerts]:
     queue = job_queue(request)
     return queue, queue.alerts
 
@@ -59,7 +53,7 @@ async def _subscription(queue: JobQueue, alerts: Alerts, sub_id: str) -> dict[st
     responses=COMMON,
 )
 async def create_subscription(request: Request, body: SubscriptionCreate) -> Response:
-    queue, _ = _guard(request)
+    queue, _ = _alerts(request)
     settings = request.app.state.settings
     doc = await run_in_threadpool(validate, settings, body.model_dump(exclude_none=True), source="api")
     await in_store(queue, queue.store.create, doc)
@@ -71,7 +65,7 @@ async def create_subscription(request: Request, body: SubscriptionCreate) -> Res
 
 @router.get("/subscriptions", response_model=Subscriptions, summary="Every subscription (no secrets)", responses=COMMON)
 async def list_subscriptions(request: Request) -> Response:
-    queue, alerts = _guard(request)
+    queue, alerts = _alerts(request)
     docs = await in_store(queue, alerts.subscriptions)
     return json_response(Subscriptions(subscriptions=[Subscription(**public(d)) for d in docs]))
 
@@ -83,7 +77,7 @@ async def list_subscriptions(request: Request) -> Response:
     responses={**COMMON, **NOT_FOUND},
 )
 async def get_subscription(request: Request, sub_id: str) -> Response:
-    queue, alerts = _guard(request)
+    queue, alerts = _alerts(request)
     return json_response(Subscription(**public(await _subscription(queue, alerts, sub_id))))
 
 
@@ -98,7 +92,7 @@ async def get_subscription(request: Request, sub_id: str) -> Response:
     },
 )
 async def delete_subscription(request: Request, sub_id: str) -> Response:
-    queue, alerts = _guard(request)
+    queue, alerts = _alerts(request)
     doc = await _subscription(queue, alerts, sub_id)
     if doc["source"] == "settings":
         raise SubscriptionReadOnly("This subscription is configured in DEEPFAKE_ALERT_SUBSCRIPTIONS; change it there.")
@@ -113,7 +107,7 @@ async def delete_subscription(request: Request, sub_id: str) -> Response:
     responses={**COMMON, **NOT_FOUND},
 )
 async def list_deliveries(request: Request, sub_id: str) -> Response:
-    queue, alerts = _guard(request)
+    queue, alerts = _alerts(request)
     await _subscription(queue, alerts, sub_id)
     docs = await in_store(queue, alerts.deliveries, sub_id)
     fields = Delivery.model_fields

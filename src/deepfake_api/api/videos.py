@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from deepfake_api import video
-from deepfake_api.api.deps import authorize, client_address, in_store, job_queue
-from deepfake_api.api.predict import PROBLEM, json_response
+from deepfake_api.api import access
+from deepfake_api.api.deps import in_store, job_queue
 from deepfake_api.api.problems import request_id_of
+from deepfake_api.api.responses import PROBLEM, json_response
 from deepfake_api.api.upload import read_upload_to_file
 from deepfake_api.errors import JobNotFound, QueueFull, QueueUnavailable, TooManyJobs
 from deepfake_api.jobs.queue import JobQueue, failed, now
@@ -29,7 +30,7 @@ from deepfake_api.jobs.store import ACTIVE, FINAL, Doc, spool_file
 from deepfake_api.jobs.video_job import frame_blob, limits_of
 from deepfake_api.schemas import Job
 
-router = APIRouter(tags=["videos"])
+router = APIRouter(dependencies=[Depends(access.jobs)], tags=["videos"])
 POLL_S = 0.25
 
 VIDEO_BODY: dict[str, Any] = {
@@ -112,9 +113,8 @@ async def submit_video(
     wait: float = Query(0, ge=0, le=3600, description="Seconds to wait for the result (capped by video_max_wait_s)"),
 ) -> Response:
     settings = request.app.state.settings
-    authorize(request, settings)
     queue = job_queue(request)
-    client = client_address(request)
+    client = access.client_address(request)
     await in_store(queue, _admit, queue, client)
     fd, part = spool_file(queue.spool)
     try:
@@ -192,7 +192,6 @@ async def _doc(request: Request, job_id: str) -> Doc:
     responses=JOB_RESPONSES,
 )
 async def get_job(request: Request, job_id: str) -> Response:
-    authorize(request, request.app.state.settings)
     doc = await _doc(request, job_id)
     return _job_response(doc, 200)
 
@@ -205,7 +204,6 @@ async def get_job(request: Request, job_id: str) -> Response:
     responses={204: {"description": "Deleted"}, **JOB_RESPONSES},
 )
 async def delete_job(request: Request, job_id: str) -> Response:
-    authorize(request, request.app.state.settings)
     queue = job_queue(request)
     doc = await _doc(request, job_id)
     if doc["state"] in FINAL:
@@ -242,7 +240,6 @@ async def delete_job(request: Request, job_id: str) -> Response:
     },
 )
 async def get_frame(request: Request, job_id: str, index: int) -> Response:
-    authorize(request, request.app.state.settings)
     queue = job_queue(request)
     data = await in_store(queue, queue.store.get_blob, job_id, frame_blob(index))
     if data is None:
