@@ -39,7 +39,7 @@ class Predictor(Protocol):
 
     decision: Decision | None
 
-    def predict_faces(self, crops: np.ndarray) -> FaceScores: ...
+    def predict_faces(self, crops: np.ndarray, explain: bool = False) -> FaceScores: ...
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,11 @@ class FaceVerdict:
     score: float | None = None  # fused, calibrated; None when the face was not judged
     label: Label | None = None
     detectors: dict[str, float] = field(default_factory=dict)
+    # Asked-for evidence (explain): the fused patch map over the aligned crop, GRID x GRID, in
+    # fused-logit units (> 0 pushes towards fake); None unless explained.
+    heatmap: np.ndarray | None = None
+    # The kind head's probabilities (model.kind_head.kinds order); None without a kind head.
+    kinds: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class _Pending:
     image: ImageFaces
     future: asyncio.Future[Verdict] | concurrent.futures.Future[Verdict]
     loop: asyncio.AbstractEventLoop | None  # None: a caller on a plain thread (a video job's frames)
+    explain: bool = False
 
     @property
     def n_faces(self) -> int:
@@ -163,8 +169,9 @@ class InferenceEngine:
         if not self.running or self.model.decision is None:
             raise ModelNotReady("The model is still loading; retry shortly.", headers=self._retry())
 
-    async def predict(self, data: bytes | bytearray) -> Verdict:
-        """Admit, decode, batch and score one image; raises domain errors for bad input."""
+    async def predict(self, data: bytes | bytearray, explain: bool = False) -> Verdict:
+        """Admit, decode, batch and score one image; raises domain errors for bad input. With
+        `explain`, its judged faces also get their heatmaps (a no-face image is answered as ever)."""
         self.ensure_ready()
         accepted_format(data)  # a wrong type is 415 at once, not queued behind images or told to retry
         if self._in_flight >= self.max_in_flight:
@@ -181,7 +188,7 @@ class InferenceEngine:
             self._decoding += 1
         try:
             try:
-                self._decode_pool.submit(self._decode_then_queue, data, future, loop)
+                self._decode_pool.submit(self._decode_then_queue, data, future, loop, explain)
             except RuntimeError:  # the pool is shutting down
                 with self._changed:
                     self._decoding -= 1
@@ -193,7 +200,7 @@ class InferenceEngine:
         metrics.PREDICTIONS.labels(verdict.label).inc()
         return verdict
 
-    def score_frame(self, image: ImageFaces) -> concurrent.futures.Future[Verdict]:
+    def score_frame(self, image: ImageFaces, explain: bool = False) -> concurrent.futures.Future[Verdict]:
         """From a thread that is not an event loop (a video job): the judged faces of one decoded
         frame go to the model thread and are batched with the images being served."""
         future: concurrent.futures.Future[Verdict] = concurrent.futures.Future()
@@ -203,7 +210,7 @@ class InferenceEngine:
         with self._changed:
             if not self.running:
                 raise ModelNotReady("The model is not running.")
-            self._ready.append(_Pending(image, future, None))
+            self._ready.append(_Pending(image, future, None, explain))
             metrics.QUEUE_DEPTH.set(len(self._ready))
             self._changed.notify_all()
         return future
@@ -211,7 +218,9 @@ class InferenceEngine:
     def _retry(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
 
-    def _decode_then_queue(self, data: bytes, future: asyncio.Future[Verdict], loop: asyncio.AbstractEventLoop) -> None:
+    def _decode_then_queue(
+        self, data: bytes, future: asyncio.Future[Verdict], loop: asyncio.AbstractEventLoop, explain: bool = False
+    ) -> None:
         """In a decode worker: decode, then hand the inputs straight to the model thread.
 
         A bad image is answered from here and never reaches a batch. When nothing else is
@@ -222,7 +231,7 @@ class InferenceEngine:
         try:
             image = self._decode(data)
             if image.judged:
-                pending = _Pending(image, future, loop)
+                pending = _Pending(image, future, loop, explain)
             else:
                 _deliver(loop, future, no_face_verdict(image))
         except Exception as exc:
@@ -309,25 +318,37 @@ class InferenceEngine:
         metrics.BATCHES.labels(closed_by).inc()
         decision = self.model.decision
         assert decision is not None
-        crops = np.stack([c.crop for p in batch for c in p.image.judged])  # type: ignore[misc]
-        started = time.perf_counter()
-        scores = self.model.predict_faces(crops)
-        if len(scores.fused) != len(crops):
-            raise RuntimeError(f"the model answered {len(scores.fused)} scores for {len(crops)} faces")
-        metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
-        metrics.BATCH_SIZE.observe(len(crops))
-        fused = scores.fused.tolist()
-        by_detector = {name: s.tolist() for name, s in scores.by_detector.items()}
-        verdicts, i = [], 0
+        # Images that asked for explanations go in their own model call: the others' cost stays as it was.
+        groups = [[p for p in batch if not p.explain], [p for p in batch if p.explain]]
+        scored: dict[int, tuple[FaceScores, int]] = {}  # id(pending) -> (its group's scores, its first face)
+        for explain, group in enumerate(groups):
+            if not group:
+                continue
+            crops = np.stack([c.crop for p in group for c in p.image.judged])  # type: ignore[misc]
+            started = time.perf_counter()
+            scores = self.model.predict_faces(crops, explain=True) if explain else self.model.predict_faces(crops)
+            if len(scores.fused) != len(crops):
+                raise RuntimeError(f"the model answered {len(scores.fused)} scores for {len(crops)} faces")
+            metrics.INFERENCE_SECONDS.observe(time.perf_counter() - started)
+            metrics.BATCH_SIZE.observe(len(crops))
+            first = 0
+            for p in group:
+                scored[id(p)] = (scores, first)
+                first += p.n_faces
+        verdicts = []
         for p in batch:
+            scores, i = scored[id(p)]
+            fused = scores.fused
             faces = []
             for c in p.image.faces:
                 if c.status != "judged":
                     faces.append(FaceVerdict(c))
                     continue
                 s = round(float(fused[i]), 6)
-                detectors = {name: round(float(v[i]), 6) for name, v in by_detector.items()}
-                faces.append(FaceVerdict(c, s, decision.label(s), detectors))
+                detectors = {name: round(float(v[i]), 6) for name, v in scores.by_detector.items()}
+                heatmap = scores.heatmap[i] if scores.heatmap is not None else None
+                kinds = scores.kinds[i] if scores.kinds is not None else None
+                faces.append(FaceVerdict(c, s, decision.label(s), detectors, heatmap, kinds))
                 i += 1
             top = max((f.score for f in faces if f.score is not None), default=None)
             assert top is not None  # only images with judged faces reach a batch

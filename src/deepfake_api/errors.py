@@ -156,6 +156,10 @@ class JobNotFound(DeepfakeError):
     status, slug, title = 404, "job-not-found", "No such job"
 
 
+class ReportNotFound(DeepfakeError):
+    status, slug, title = 404, "report-not-found", "No such report"
+
+
 class QueueFull(DeepfakeError):
     status, slug, title = 503, "queue-full", "The video queue is full"
 

@@ -165,6 +165,13 @@ def align_face(rgb: np.ndarray, face: Face) -> np.ndarray:
     return np.ascontiguousarray(crop)
 
 
+def crop_transform(face: Face) -> np.ndarray:
+    """2 x 3 affine taking aligned-crop pixels (x, y, 1) to the oriented image's pixels: where a point
+    of the crop (a heatmap cell's corner, say) lies in the image. The inverse of the similarity
+    `align_face` warps with (exact; for a face it first shrinks, within a fraction of a crop pixel)."""
+    return np.asarray(cv2.invertAffineTransform(_similarity(np.asarray(face.landmarks, np.float64), TEMPLATE)))
+
+
 def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation) taking src points onto dst (Umeyama)."""
     n = len(src)

@@ -10,7 +10,7 @@ calibrated P(fake); `decision` says where a score is `uncertain`. Nothing here k
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +21,9 @@ from deepfake_api.assets import sha256_file
 from deepfake_api.detectors import Detector
 from deepfake_api.detectors.artefact import ArtefactCNN
 from deepfake_api.detectors.clip_head import ClipHeadDetector
+from deepfake_api.detectors.encoder import GRID
 from deepfake_api.detectors.fusion import Fusion, Platt
+from deepfake_api.detectors.kind import KindHead
 from deepfake_api.detectors.spectrum import SpectrumDetector
 from deepfake_api.errors import ModelCardError
 
@@ -60,6 +62,12 @@ class FaceScores:
 
     fused: np.ndarray
     by_detector: dict[str, np.ndarray]
+    # With explain: each spatial detector's N x GRID x GRID patch contributions (its logit units),
+    # and their fusion-weighted sum (fused logit units; > 0 pushes towards fake).
+    grids: dict[str, np.ndarray] = field(default_factory=dict)
+    heatmap: np.ndarray | None = None
+    # With a kind head: N x K probabilities over `DeepfakeModel.kind_head.kinds`.
+    kinds: np.ndarray | None = None
 
 
 def card_path(model_path: Path) -> Path:
@@ -96,6 +104,8 @@ class DeepfakeModel:
         self.calibrations: dict[str, Platt] = {}
         self.fusion: Fusion | None = None
         self.finder: faces.FaceFinder | None = None
+        self.kind_head: KindHead | None = None
+        self._kind_source: Any = None  # the detector whose encoder features the kind head reads
         self.ready = False
 
     @property
@@ -133,9 +143,47 @@ class DeepfakeModel:
         missing = set(self.fusion.weights) - {d.name for d in detectors}
         if missing:
             raise ModelCardError(f"the fusion names detectors the card does not list: {sorted(missing)}")
+        self.kind_head, self._kind_source = self._load_kind_head(card, model_dir, detectors)
         self.card, self.detectors, self.calibrations = card, detectors, calibrations
         self.sha256 = sha256_file(self.path)
         self.decision = Decision.from_card(card)
+
+    @staticmethod
+    def _load_kind_head(
+        card: dict[str, Any], model_dir: Path, detectors: list[Detector]
+    ) -> tuple[KindHead | None, Any]:
+        """The card's optional top-level `kind_head` ({"file", "sha256"}), checked like the detectors'
+        files, bound to the first detector with an encoder (its features, one run). No entry: no kinds."""
+        entry = card.get("kind_head")
+        if not entry:
+            return None, None
+        own = model_dir / str(entry.get("file", ""))
+        if not entry.get("file") or not own.is_file():
+            raise ModelCardError(f"kind head: file {entry.get('file')} missing beside the card")
+        digest = sha256_file(own)
+        if digest != entry.get("sha256"):
+            raise ModelCardError(f"kind head: {entry['file']} has sha256 {digest}, card says {entry.get('sha256')}")
+        head = KindHead(json.loads(own.read_text()))
+        source = next((d for d in detectors if hasattr(d, "encode") and hasattr(d, "read_also")), None)
+        if source is None:
+            raise ModelCardError("kind head: no detector computes the encoder features it reads")
+        source.read_also(head.keys)
+        return head, source
+
+    def explain_method(self) -> str:
+        """How `predict_faces(..., explain=True)` makes its heatmap, naming the detectors without one."""
+        assert self.fusion is not None
+        spatial = [d for d in self.detectors if hasattr(d, "grid_of") or hasattr(d, "explain")]
+        others = [d.name for d in self.detectors if d not in spatial]
+        from deepfake_api.detectors.clip_head import EXPLAIN_METHOD
+
+        parts = [
+            f"{EXPLAIN_METHOD}; maps weighted by the fusion weights: "
+            + ", ".join(f"{d.name} x {self.fusion.weights.get(d.name, 0.0):.3g}" for d in spatial)
+        ]
+        if others:
+            parts.append(f"no spatial map (contribute nothing): {', '.join(others)}")
+        return "; ".join(parts)
 
     def _detector(self, entry: dict[str, Any], own: Path) -> Detector:
         kind = entry["kind"]
@@ -156,11 +204,46 @@ class DeepfakeModel:
     def logits(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         return {d.name: d.logits(crops) for d in self.detectors}
 
-    def predict_faces(self, crops: np.ndarray) -> FaceScores:
-        """Scores for a batch of aligned crops (N x CROP_SIZE x CROP_SIZE x 3 uint8)."""
+    def predict_faces(self, crops: np.ndarray, explain: bool = False) -> FaceScores:
+        """Scores for a batch of aligned crops (N x CROP_SIZE x CROP_SIZE x 3 uint8).
+
+        With `explain`, also each spatial detector's patch map and their fusion-weighted sum
+        (`FaceScores.heatmap`); without it the detectors run exactly as `logits` does. With a kind
+        head, its probabilities from the features its detector computes anyway."""
         assert self.fusion is not None
-        logits = self.logits(crops)
+        if not explain and self.kind_head is None:
+            logits = self.logits(crops)
+            grids: dict[str, np.ndarray] = {}
+            kinds = None
+        else:
+            logits, grids, kinds = self._run_all(crops, explain)
+        heatmap = None
+        if explain:
+            heatmap = np.zeros((len(crops), GRID, GRID), np.float64)
+            for name, grid in grids.items():
+                heatmap = heatmap + self.fusion.weights.get(name, 0.0) * grid
         return FaceScores(
             fused=self.fusion(logits),
             by_detector={name: self.calibrations[name](z) for name, z in logits.items()},
+            grids=grids,
+            heatmap=heatmap,
+            kinds=kinds,
         )
+
+    def _run_all(
+        self, crops: np.ndarray, explain: bool
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]:
+        logits, grids, kinds = {}, {}, None
+        for d in self.detectors:
+            if hasattr(d, "encode") and (explain or d is self._kind_source):
+                feats = d.encode(crops, tokens=explain)
+                logits[d.name] = d.logits_of(feats)
+                if explain:
+                    grids[d.name] = d.grid_of(feats)
+                if d is self._kind_source and self.kind_head is not None:
+                    kinds = self.kind_head.probabilities(feats)
+            elif explain and hasattr(d, "explain"):
+                logits[d.name], grids[d.name] = d.explain(crops)
+            else:
+                logits[d.name] = d.logits(crops)
+        return logits, grids, kinds

@@ -42,6 +42,55 @@ class Box(BaseModel):
     height: float = Field(examples=[198.0])
 
 
+class Heatmap(BaseModel):
+    """Where in the face the evidence is (`explain=true`): a grid over the aligned face crop."""
+
+    grid: list[list[float]] = Field(
+        description=(
+            "rows x columns (14 x 14, top row first) over the aligned crop: how much each cell pushes the "
+            "fused score towards fake, 0 (not at all) to 1 (the face's strongest cell)"
+        )
+    )
+    crop_size: int = Field(
+        description="Side of the aligned crop in pixels; each cell is crop_size / 14", examples=[224]
+    )
+    transform: list[list[float]] = Field(
+        description=(
+            "2 x 3 affine taking crop pixels (x, y, 1) to the oriented image's pixels (the frame of `box`): "
+            "a cell's corners (col, row) x crop_size / 14 map to a quadrilateral in the image"
+        )
+    )
+    max_contribution: float = Field(
+        description="The strongest cell's push towards fake in fused-logit units (0 when no cell pushes towards fake)"
+    )
+    method: str = Field(description="How the grid was computed, and which detectors have no spatial map")
+
+
+class KindScore(BaseModel):
+    name: str = Field(examples=["face_swap"])
+    probability: float = Field(ge=0, le=1)
+
+
+class Kind(BaseModel):
+    """What kind of manipulation the face looks like (faces not labelled real, when the model has a kind head)."""
+
+    name: str = Field(
+        description="The most likely kind, or `unknown` when none is likely enough", examples=["face_swap"]
+    )
+    probability: float = Field(ge=0, le=1, description="The most likely kind's probability")
+    probabilities: list[KindScore] = Field(description="Every kind the head knows, most likely first")
+
+
+class Agreement(BaseModel):
+    """Whether the detectors agree: `disagree` when one says fake strongly and another real strongly."""
+
+    status: Literal["agree", "disagree"]
+    says_fake: list[str] = Field(description="Detectors whose own calibrated score is >= fake_at")
+    says_real: list[str] = Field(description="Detectors whose own calibrated score is <= real_at")
+    fake_at: float = Field(examples=[0.9])
+    real_at: float = Field(examples=[0.1])
+
+
 class FaceResult(BaseModel):
     """One detected face. `status`: `judged` (scored), `too_small` (below the model's minimum face
     size) or `not_judged` (beyond the per-image cap `max_faces`)."""
@@ -55,6 +104,9 @@ class FaceResult(BaseModel):
     label: Literal["real", "fake", "uncertain"] | None = Field(None, description="null unless judged")
     score: float | None = Field(None, ge=0, le=1, description="Fused calibrated P(fake); null unless judged")
     detectors: list[DetectorScore] = Field(default_factory=list, description="Each detector's score (judged faces)")
+    agreement: Agreement | None = Field(None, description="Whether the detectors agree (judged faces)")
+    kind: Kind | None = Field(None, description="What kind of fake it looks like (judged, not labelled real)")
+    heatmap: Heatmap | None = Field(None, description="Where the evidence is (judged faces, with `explain=true`)")
 
 
 class Prediction(BaseModel):
@@ -87,6 +139,13 @@ class Prediction(BaseModel):
     processing_time_ms: float = Field(ge=0, examples=[7.4])
     request_id: str = Field(examples=["6f1c2e0d9a4b4f0f8a3e2b1c0d9e8f7a"])
     warnings: list[str] = Field(default_factory=list, examples=[[]])
+    report: ReportLink | None = Field(None, description="The kept HTML report (only with `report=true`)")
+
+
+class ReportLink(BaseModel):
+    id: str
+    url: str = Field(examples=["/reports/5b0e7c3f0d5c4a0b9f1e2d3c4b5a6978"])
+    expires_at: float = Field(description="Unix time when the report is deleted")
 
 
 class HealthModel(BaseModel):
@@ -177,6 +236,9 @@ class FrameFace(BaseModel):
     label: Literal["real", "fake", "uncertain"] | None = None
     score: float | None = Field(None, ge=0, le=1)
     detectors: list[DetectorScore] = Field(default_factory=list)
+    agreement: Agreement | None = None
+    kind: Kind | None = None
+    heatmap: Heatmap | None = Field(None, description="Top frames of a job submitted with `explain=true`")
 
 
 class FrameResult(BaseModel):
@@ -186,16 +248,26 @@ class FrameResult(BaseModel):
 
 
 class Track(BaseModel):
-    """One face followed across sampled frames (linked by box overlap)."""
+    """One face followed across sampled frames (linked by where it moves, its size and its look)."""
 
     id: int
     label: Literal["real", "fake", "uncertain"] = Field(description="The card's band applied to `score`")
-    score: float = Field(ge=0, le=1, description="Mean calibrated P(fake) of the track's judged faces")
+    score: float = Field(
+        ge=0, le=1, description="Median calibrated P(fake) of the track's judged faces (one odd frame does not move it)"
+    )
     max_score: float = Field(ge=0, le=1)
     frames: int = Field(ge=1, description="Sampled frames in which the face was judged")
     first_time_s: float
     last_time_s: float
     fake_frames: list[int] = Field(description="Indexes of the sampled frames where this face was labelled fake")
+    mean_score: float | None = Field(None, ge=0, le=1, description="Mean calibrated P(fake) of its judged faces")
+    face_side: float | None = Field(
+        None, description="Median shorter side (pixels) of its judged faces' boxes in the upright frame"
+    )
+    eligible: bool | None = Field(
+        None, description="Whether this track may decide the clip: judged in enough frames, on a face large enough"
+    )
+    not_eligible: str | None = Field(None, description="Why it may not decide (null when eligible)")
 
 
 class TopFrame(BaseModel):
@@ -204,6 +276,9 @@ class TopFrame(BaseModel):
     track: int
     score: float = Field(ge=0, le=1)
     image: str | None = Field(None, description="URL of the frame (JPEG, at most 480 px), while the job is kept")
+    faces: list[FrameFace] | None = Field(
+        None, description="The frame's faces with their heatmaps (jobs submitted with `explain=true`)"
+    )
 
 
 class Sampling(BaseModel):
@@ -212,13 +287,39 @@ class Sampling(BaseModel):
     frames_analysed: int
 
 
+class ClipRule(BaseModel):
+    """How the clip's label was reached from its tracks (the numbers used for this clip)."""
+
+    min_frames: int = Field(description="Judged sampled frames a track needs to decide the clip", examples=[3])
+    min_face_side: float = Field(description="Median shorter face side (pixels) a track needs to decide", examples=[64])
+    statistic: Literal["median"] = Field(description="A track's score over its frames")
+    eligible_tracks: int = Field(ge=0, description="Tracks that may decide")
+    fake_threshold: float = Field(
+        ge=0,
+        le=1,
+        description=(
+            "What an eligible track's score must reach for `fake`: 1 - (1 - h) / k with h the card's fake "
+            "threshold and k the eligible tracks (h itself when none is eligible)"
+        ),
+    )
+    real_threshold: float = Field(ge=0, le=1, description="What every eligible track must stay at or below for `real`")
+
+
 class VideoResult(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     label: Literal["real", "fake", "uncertain", "no_face"] = Field(
-        description="`fake` if any face track is fake, `real` if every track is real, `no_face` if none was judged"
+        description=(
+            "`fake` if a track that may decide (`eligible`) reaches `clip_rule.fake_threshold`; `real` if at least "
+            "one track may decide, all those are real and no track is labelled fake; `no_face` if no face was "
+            "judged; else `uncertain`"
+        )
     )
-    score: float | None = Field(ge=0, le=1, description="The most-fake track's score")
+    score: float | None = Field(
+        ge=0, le=1, description="The most-fake eligible track's score (the most-fake track's when none is eligible)"
+    )
+    reason: str | None = Field(None, description="Why the clip got its label, in words")
+    clip_rule: ClipRule | None = Field(None, description="The rule from tracks to the clip's label, as applied")
     threshold: float
     uncertain_band: tuple[float, float]
     model: ModelInfo

@@ -35,10 +35,10 @@ class SharedModel(DeepfakeModel):
         if self.decision is None:
             super().load()
 
-    def predict_faces(self, crops: np.ndarray) -> FaceScores:
+    def predict_faces(self, crops: np.ndarray, explain: bool = False) -> FaceScores:
         assert self.gate.wait(timeout=60), "a test left the model gate closed"
         self.calls.append(len(crops))
-        return super().predict_faces(crops)
+        return super().predict_faces(crops, explain)
 
 
 @cache

