@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from deepfake_api import __version__, faces, metrics
-from deepfake_api.api import batch, health, page, predict, problems, subscriptions, videos
+from deepfake_api.api import batch, health, page, predict, problems, reports, subscriptions, videos
 from deepfake_api.api import metrics as metrics_route
 from deepfake_api.api.access import RateLimits
 from deepfake_api.api.budget import BodyBudget
@@ -194,7 +194,7 @@ def create_app(
     app.state.fetcher = SafeFetcher(fetch_policy(settings), resolve)
     app.state.rate_limits = RateLimits.from_settings(settings)
     problems.install(app)
-    routers = (predict, batch, videos, subscriptions, health, metrics_route, page)
+    routers = (predict, batch, videos, reports, subscriptions, health, metrics_route, page)
     for router in (r.router for r in routers):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(page.STATIC_DIR)), name="static")

@@ -168,7 +168,7 @@ def _predict(args: argparse.Namespace) -> int:
         print("error: no image or video files found", file=sys.stderr)
         return 2
     try:
-        scorer = make_scorer(args.url, args.model or get_settings().model_path, args.api_key)
+        scorer = make_scorer(args.url, args.model or get_settings().model_path, args.api_key, explain=args.explain)
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -217,6 +217,9 @@ def _predict(args: argparse.Namespace) -> int:
     fake = any(r.get("label") == "fake" for r in rows + video_rows)
     if args.csv:
         write_csv(args.csv, rows)
+    if args.explain:
+        for path in write_overlays(args.csv.parent if args.csv else Path("."), rows):
+            print(f"heatmap overlay: {path}", file=sys.stderr)
     if args.jsonl:
         with args.jsonl.open("w") as f:
             for row in rows:
@@ -233,6 +236,36 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 CSV_FIELDS = ["file", "face", "x", "y", "width", "height", "status", "label", "score", "error"]
+
+
+def write_overlays(folder: Path, rows: list[dict[str, Any]]) -> list[Path]:
+    """For each local image with an explained face: `<name>.heatmap.png` in `folder` (beside the CSV),
+    the image with every judged face's heatmap and box drawn on it (explain.overlay)."""
+    from PIL import Image
+
+    from deepfake_api import explain
+    from deepfake_api.preprocess import decode_image
+
+    written: list[Path] = []
+    used: set[str] = set()
+    for row in rows:
+        maps = [f["heatmap"] for f in row.get("faces", []) if f.get("heatmap")]
+        source = Path(str(row.get("file", "")))
+        if not maps or not source.is_file():
+            continue  # no judged face, an error, or an image by URL
+        rgb = decode_image(source.read_bytes(), max_pixels=200_000_000, min_side=1).rgb
+        out = explain.overlay(rgb, maps)
+        out = explain.draw_boxes(out, [(f["box"], f.get("label") or "") for f in row["faces"]])
+        name = f"{source.stem}.heatmap.png"
+        n = 1
+        while name in used:
+            n += 1
+            name = f"{source.stem}-{n}.heatmap.png"
+        used.add(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(out).save(folder / name)
+        written.append(folder / name)
+    return written
 
 
 def csv_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -337,6 +370,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path)
     p.add_argument("--api-key", default=os.environ.get("DEEPFAKE_API_KEY"))
     p.add_argument("--json", action="store_true", help="print the JSON responses")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="heatmaps for every judged face; writes <image>.heatmap.png overlays beside the CSV (or here)",
+    )
     p.set_defaults(func=_predict)
     w = sub.add_parser("worker", help="analyse queued videos (settings: DEEPFAKE_JOBS_*, DEEPFAKE_REDIS_URL)")
     w.add_argument("--check", action="store_true", help="exit 0 if this host's worker is alive (a healthcheck)")

@@ -56,26 +56,28 @@ class HttpScorer:
         timeout: float = 60.0,
         retries: int = 3,
         client: httpx.Client | None = None,
+        explain: bool = False,
     ) -> None:
         headers = {"X-API-Key": api_key} if api_key else {}
+        self.params = {"explain": "true"} if explain else {}  # heatmaps for every judged face
         self.client = client or httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
         self.retries = retries
 
     def score(self, data: bytes, filename: str = "image") -> dict[str, Any]:
-        return self._post("/predict", files={"file": (filename, data)})
+        return self._post("/predict", files={"file": (filename, data)}, params=self.params)
 
     def score_many(self, files: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
         """One /predict/batch call: per file, its prediction, or {"error": ..., "problem": ...}.
         Files refused with 503 in their slot (the service was busy) are sent again, alone."""
-        body = self._post("/predict/batch", files=[("file", (name, data)) for name, data in files])
+        body = self._post("/predict/batch", files=[("file", (name, data)) for name, data in files], params=self.params)
         return [
             self._slot(slot, lambda i=i: self.score(files[i][1], files[i][0])) for i, slot in enumerate(body["results"])
         ]
 
     def score_urls(self, urls: list[str]) -> list[dict[str, Any]]:
-        body = self._post("/predict/url", json={"urls": urls})
+        body = self._post("/predict/url", json={"urls": urls}, params=self.params)
         return [
-            self._slot(slot, lambda u=u: self._post("/predict/url", json={"url": u}))
+            self._slot(slot, lambda u=u: self._post("/predict/url", json={"url": u}, params=self.params))
             for u, slot in zip(urls, body["results"], strict=True)
         ]
 
@@ -146,9 +148,10 @@ class HttpScorer:
 class LocalScorer(HttpScorer):
     """The service's own app in this process (no socket): the same face path, model and response."""
 
-    def __init__(self, model_path: Path) -> None:
+    def __init__(self, model_path: Path, *, explain: bool = False) -> None:
         import tempfile
 
+        self._explain = explain
         # Videos are jobs of this process's own embedded worker: a private queue, gone at exit.
         self._jobs_dir = tempfile.TemporaryDirectory(prefix="deepfake-jobs-")
         try:
@@ -174,7 +177,7 @@ class LocalScorer(HttpScorer):
         app = create_app(settings)
         client = TestClient(app, base_url="http://in-process")
         client.__enter__()  # runs the lifespan: loads and warms the model
-        super().__init__("http://in-process", client=client, retries=1)
+        super().__init__("http://in-process", client=client, retries=1, explain=self._explain)
         deadline = time.monotonic() + 300
         while (health := client.get("/health/ready")).status_code != 200:
             if app.state.load_error or time.monotonic() > deadline:
@@ -187,5 +190,5 @@ class LocalScorer(HttpScorer):
         self._jobs_dir.cleanup()
 
 
-def make_scorer(url: str | None, model_path: Path, api_key: str | None = None) -> Scorer:
-    return HttpScorer(url, api_key=api_key) if url else LocalScorer(model_path)
+def make_scorer(url: str | None, model_path: Path, api_key: str | None = None, *, explain: bool = False) -> Scorer:
+    return HttpScorer(url, api_key=api_key, explain=explain) if url else LocalScorer(model_path, explain=explain)

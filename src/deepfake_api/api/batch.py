@@ -6,12 +6,13 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from deepfake_api.api import access
 from deepfake_api.api.deps import ImagesDep
 from deepfake_api.api.predict import reserve_body
 from deepfake_api.api.problems import problem_body, request_id_of
+from deepfake_api.api.reports import keep_image_report
 from deepfake_api.api.responses import PROBLEM, UPLOAD_BODY, json_response
 from deepfake_api.api.upload import FileSlot, read_uploads
 from deepfake_api.errors import DeepfakeError, InvalidUpload
@@ -64,7 +65,14 @@ def _batch_body() -> dict[str, Any]:
         503: {**PROBLEM, "description": "Not ready or at capacity; see Retry-After"},
     },
 )
-async def predict_batch(request: Request, images: ImagesDep) -> Response:
+async def predict_batch(
+    request: Request,
+    images: ImagesDep,
+    explain: bool = Query(
+        False,
+        description="Also a heatmap per judged face: where the evidence lies (costs a little more per face)",
+    ),
+) -> Response:
     started = time.perf_counter()
     settings = request.app.state.settings
     request.app.state.engine.ensure_ready()
@@ -77,7 +85,7 @@ async def predict_batch(request: Request, images: ImagesDep) -> Response:
             timeout_s=settings.upload_timeout_s,
         )
         results = await asyncio.gather(
-            *(_slot_result(request, images, i, slot, started) for i, slot in enumerate(slots))
+            *(_slot_result(request, images, i, slot, started, explain) for i, slot in enumerate(slots))
         )
     request.state.log_extra = {"files": len(slots), "failed": sum(r.problem is not None for r in results)}
     return json_response(BatchResult(results=list(results), request_id=request_id_of(request)))
@@ -106,20 +114,31 @@ async def predict_batch(request: Request, images: ImagesDep) -> Response:
         503: {**PROBLEM, "description": "Not ready or at capacity; see Retry-After"},
     },
 )
-async def predict_url(request: Request, images: ImagesDep, body: UrlRequest | UrlsRequest) -> Response:
+async def predict_url(
+    request: Request,
+    images: ImagesDep,
+    body: UrlRequest | UrlsRequest,
+    explain: bool = Query(
+        False,
+        description="Also a heatmap per judged face: where the evidence lies (costs a little more per face)",
+    ),
+    report: bool = Query(False, description="With one `url`: keep an HTML report of this analysis (`report.url`)"),
+) -> Response:
     started = time.perf_counter()
     settings = request.app.state.settings
     request.app.state.engine.ensure_ready()
     if isinstance(body, UrlRequest):
-        prediction = await _assess_url(request, images, body.url, started)
+        prediction = await _assess_url(request, images, body.url, started, explain, keep_report=report)
         request.state.log_extra = {"label": prediction.label, "faces": len(prediction.faces), "by_url": 1}
         return json_response(prediction)
+    if report:
+        raise InvalidUpload("`report=true` keeps the report of one image: send one `url`, not `urls`.")
     if len(body.urls) > settings.max_batch_files:
         raise InvalidUpload(f"Send at most {settings.max_batch_files} URLs in one request; got {len(body.urls)}.")
 
     async def one(i: int, url: str) -> SlotResult:
         try:
-            prediction = await _assess_url(request, images, url, started)
+            prediction = await _assess_url(request, images, url, started, explain)
             return SlotResult(index=i, url=url, status=200, prediction=prediction)
         except DeepfakeError as exc:
             return SlotResult(index=i, url=url, status=exc.status, problem=problem_body(request, exc))
@@ -129,22 +148,37 @@ async def predict_url(request: Request, images: ImagesDep, body: UrlRequest | Ur
     return json_response(BatchResult(results=list(results), request_id=request_id_of(request)))
 
 
-async def _assess_url(request: Request, images: ImageService, url: str, started: float) -> Prediction:
+async def _assess_url(
+    request: Request,
+    images: ImageService,
+    url: str,
+    started: float,
+    explain: bool = False,
+    *,
+    keep_report: bool = False,
+) -> Prediction:
     """Fetch (its bytes held against the body budget like an upload's) and judge one image."""
     state = request.app.state
     with state.body_budget.hold(state.settings.max_upload_bytes, state.settings.retry_after_s):
         fetched = await state.fetcher.fetch(url)
-        return await images.assess(fetched.data, started=started, request_id=request_id_of(request))
+        prediction = await images.assess(
+            fetched.data, started=started, request_id=request_id_of(request), explain=explain
+        )
+        if keep_report:
+            prediction = await keep_image_report(request, fetched.data, prediction)
+        return prediction
 
 
 async def _slot_result(
-    request: Request, images: ImageService, index: int, slot: FileSlot, started: float
+    request: Request, images: ImageService, index: int, slot: FileSlot, started: float, explain: bool = False
 ) -> SlotResult:
     try:
         if slot.error is not None:
             raise slot.error
         assert slot.upload is not None
-        prediction = await images.assess(slot.upload.data, started=started, request_id=request_id_of(request))
+        prediction = await images.assess(
+            slot.upload.data, started=started, request_id=request_id_of(request), explain=explain
+        )
         return SlotResult(index=index, filename=slot.filename, status=200, prediction=prediction)
     except DeepfakeError as exc:
         return SlotResult(index=index, filename=slot.filename, status=exc.status, problem=problem_body(request, exc))

@@ -6,12 +6,13 @@ import time
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from deepfake_api.api import access
 from deepfake_api.api.budget import reserve
 from deepfake_api.api.deps import ImagesDep
 from deepfake_api.api.problems import request_id_of
+from deepfake_api.api.reports import keep_image_report
 from deepfake_api.api.responses import PROBLEM, UPLOAD_BODY, json_response
 from deepfake_api.api.upload import read_upload
 from deepfake_api.config import Settings
@@ -32,7 +33,8 @@ router = APIRouter(dependencies=[Depends(access.images)], tags=["predict"])
         "(box and landmarks in the pixels of the image after EXIF orientation); up to `max_faces` of them "
         "are judged. `score` is the calibrated probability that the most-fake judged face is fake, and "
         "`label` its verdict (`uncertain` inside the model card's band); `no_face` (score null) when no "
-        "face could be judged."
+        "face could be judged. With `explain=true` each judged face also gets a `heatmap` (where the evidence "
+        "lies); with `report=true` an HTML report of the analysis is kept for a while (`report.url`)."
     ),
     openapi_extra=UPLOAD_BODY,
     responses={
@@ -47,13 +49,25 @@ router = APIRouter(dependencies=[Depends(access.images)], tags=["predict"])
         503: {**PROBLEM, "description": "Not ready, at capacity or past the deadline; see Retry-After"},
     },
 )
-async def predict(request: Request, images: ImagesDep) -> Response:
+async def predict(
+    request: Request,
+    images: ImagesDep,
+    explain: bool = Query(
+        False,
+        description="Also a heatmap per judged face: where the evidence lies (costs a little more per face)",
+    ),
+    report: bool = Query(False, description="Keep an HTML report of this analysis (GET `report.url`, for a while)"),
+) -> Response:
     started = time.perf_counter()
     settings = request.app.state.settings
     async with reserve_body(request, settings.max_upload_bytes):  # until the verdict is in
         upload = await read_upload(request, settings.max_upload_bytes, settings.upload_timeout_s)
         image_bytes = len(upload.data)
-        prediction = await images.assess(upload.data, started=started, request_id=request_id_of(request))
+        prediction = await images.assess(
+            upload.data, started=started, request_id=request_id_of(request), explain=explain
+        )
+        if report:
+            prediction = await keep_image_report(request, upload.data, prediction)
         del upload  # the body is released with its reservation
     request.state.log_extra = {
         "image_bytes": image_bytes,

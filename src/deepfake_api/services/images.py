@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from deepfake_api import metrics
 from deepfake_api.engine import FaceVerdict, Verdict
 from deepfake_api.errors import DeadlineExceeded
+from deepfake_api.explain import face_extras
 from deepfake_api.faces import ImageFaces
 from deepfake_api.model import Decision
 from deepfake_api.records import EventName
@@ -31,7 +32,7 @@ and a thread-pool slot, and a store that slow is down for alerts anyway)."""
 
 
 class Engine(Protocol):
-    async def predict(self, data: bytes | bytearray) -> Verdict: ...
+    async def predict(self, data: bytes | bytearray, explain: bool = False) -> Verdict: ...
 
 
 class Model(Protocol):
@@ -56,16 +57,21 @@ class ImageService:
         self._emitter = ThreadPoolExecutor(2, thread_name_prefix="image-events")
         self._warned = False
 
-    async def assess(self, data: bytes | bytearray, *, started: float, request_id: str) -> Prediction:
-        """Judge one image, build its Prediction, and raise its event (image.fake, image.uncertain)."""
-        prediction = prediction_of(self.model, await self.judge(data), started, request_id)
+    async def assess(
+        self, data: bytes | bytearray, *, started: float, request_id: str, explain: bool = False
+    ) -> Prediction:
+        """Judge one image, build its Prediction, and raise its event (image.fake, image.uncertain).
+        With `explain`, each judged face also gets its heatmap (explain.py)."""
+        prediction = prediction_of(self.model, await self.judge(data, explain), started, request_id)
         self.announce(prediction)
         return prediction
 
-    async def judge(self, data: bytes | bytearray) -> Verdict:
+    async def judge(self, data: bytes | bytearray, explain: bool = False) -> Verdict:
         """One image through the engine, within the request deadline."""
         try:
             async with asyncio.timeout(self.request_timeout_s):
+                if explain:
+                    return await self.engine.predict(data, explain=True)
                 return await self.engine.predict(data)
         except TimeoutError:
             raise DeadlineExceeded(
@@ -141,7 +147,7 @@ def prediction_of(model: Model, verdict: Verdict, started: float, request_id: st
         model=ModelInfo(name=model.name, version=model.version, sha256=model.sha256),
         detectors=[DetectorInfo(**d) for d in detectors],
         image=image_info(verdict.image),
-        faces=[face_result(f, detectors) for f in verdict.faces],
+        faces=[face_result(f, detectors, model) for f in verdict.faces],
         processing_time_ms=round((time.perf_counter() - started) * 1000, 2),
         request_id=request_id,
         warnings=verdict.image.warnings,
@@ -158,7 +164,7 @@ def image_info(image: ImageFaces) -> ImageInfo:
     )
 
 
-def face_result(f: FaceVerdict, detectors: list[dict[str, str]]) -> FaceResult:
+def face_result(f: FaceVerdict, detectors: list[dict[str, str]], model: Any = None) -> FaceResult:
     face = f.candidate.face
     x, y, w, h = face.box
     return FaceResult(
@@ -169,4 +175,5 @@ def face_result(f: FaceVerdict, detectors: list[dict[str, str]]) -> FaceResult:
         label=f.label,
         score=f.score,
         detectors=[DetectorScore(**d, score=f.detectors[d["name"]]) for d in detectors if d["name"] in f.detectors],
+        **(face_extras(f, model) if model is not None else {}),
     )

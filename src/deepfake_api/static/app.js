@@ -18,6 +18,7 @@ const el = {
   history: $("history"), historyEmpty: $("history-empty"), model: $("model-info"),
   boxes: $("boxes"), faces: $("faces"), faceDetail: $("face-detail"), noFace: $("no-face"),
   queueBox: $("queue-box"), queue: $("queue"), urlForm: $("url-form"), urlInput: $("image-url"),
+  heatmap: $("heatmap"), showHeat: $("show-heatmaps"), heatLegend: $("heat-legend"),
 };
 const queue = [];  // every file or URL asked for, in order: {name, file|url, state, body, problem, objectUrl}
 let pumping = false;
@@ -40,10 +41,67 @@ function faceText(face, i) {
   return `Face ${i + 1}: ${verdict}`;
 }
 
+function kindWords(kind) {
+  // "looks like: face swap 72 %"; only faces not judged real have a kind (when the model has a kind head).
+  if (!kind) return "";
+  const name = (n) => n.replaceAll("_", " ");
+  const p = Math.round(kind.probability * 100);
+  return kind.name === "unknown"
+    ? `kind unknown (most likely ${name(kind.probabilities[0].name)} ${p} %)`
+    : `looks like: ${name(kind.name)} ${p} %`;
+}
+
+function disagreement(face) {
+  const a = face.agreement;
+  if (!a || a.status !== "disagree") return "";
+  return `detectors disagree: ${a.says_fake.join(", ")} say fake (≥ ${a.fake_at}), ${a.says_real.join(", ")} say real (≤ ${a.real_at})`;
+}
+
+function heatColour(v) {
+  // The legend's ramp: pale yellow (weak) to crimson (strongest), more opaque as it grows.
+  const mix = (a, b) => Math.round(a + (b - a) * v);
+  return `rgba(${mix(255, 220)}, ${mix(230, 20)}, ${mix(80, 60)}, ${(0.35 + 0.55 * v).toFixed(3)})`;
+}
+
+function drawHeatmaps(canvas, faces, w, h) {
+  // Each explained face's grid (cells over the aligned crop) warped onto the image by the crop's
+  // affine transform: every cell is a quadrilateral in image pixels. Cells at 0 stay clear.
+  const scale = Math.min(1, 1024 / Math.max(w, h));
+  canvas.width = Math.max(1, Math.round(w * scale));
+  canvas.height = Math.max(1, Math.round(h * scale));
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  let drawn = 0;
+  for (const face of faces) {
+    const heat = face.heatmap;
+    if (!heat) continue;
+    const n = heat.grid.length, cell = heat.crop_size / n;
+    const [[a, b, c], [d, e, f]] = heat.transform;
+    const at = (x, y) => [(a * x + b * y + c) * scale, (d * x + e * y + f) * scale];
+    for (let r = 0; r < n; r++) {
+      for (let col = 0; col < n; col++) {
+        const v = heat.grid[r][col];
+        if (!(v > 0)) continue;
+        const pts = [[col, r], [col + 1, r], [col + 1, r + 1], [col, r + 1]].map(([x, y]) => at(x * cell, y * cell));
+        ctx.beginPath();
+        ctx.moveTo(...pts[0]);
+        for (const p of pts.slice(1)) ctx.lineTo(...p);
+        ctx.closePath();
+        ctx.fillStyle = heatColour(v);
+        ctx.fill();
+      }
+    }
+    drawn++;
+  }
+  canvas.dataset.faces = String(drawn);
+  return drawn;
+}
+
 function selectFace(body, i) {
   const face = body.faces[i];
   const detectors = (face.detectors || []).map((d) => `${d.name} ${fmt(d.score)}`).join(", ");
-  el.faceDetail.textContent = faceText(face, i) + (detectors ? ` (detectors: ${detectors})` : "");
+  const extra = [kindWords(face.kind), disagreement(face)].filter(Boolean).join("; ");
+  el.faceDetail.textContent = faceText(face, i) + (detectors ? ` (detectors: ${detectors})` : "") + (extra ? `; ${extra}` : "");
   el.faceDetail.dataset.face = String(i);
   for (const node of [...el.boxes.children, ...el.faces.children]) {
     node.classList.toggle("selected", node.dataset.face === String(i));
@@ -75,10 +133,16 @@ function renderFaces(body) {
     item.dataset.label = box.dataset.label;
     pick.addEventListener("click", () => selectFace(body, i));
     item.append(pick);
+    const kind = kindWords(face.kind), split = disagreement(face);
+    if (kind) item.append(" · ", Object.assign(document.createElement("span"), { className: "face-kind", textContent: kind }));
+    if (split) item.append(" · ", Object.assign(document.createElement("span"), { className: "face-disagree", textContent: split }));
+    item.dataset.kind = face.kind ? face.kind.name : "";
+    item.dataset.agreement = face.agreement ? face.agreement.status : "";
     items.push(item);
   });
   el.boxes.replaceChildren(...boxes);
   el.faces.replaceChildren(...items);
+  el.heatLegend.hidden = drawHeatmaps(el.heatmap, body.faces, w, h) === 0;
   el.faceDetail.textContent = "";
   const judged = body.faces.filter((f) => f.status === "judged").length;
   el.noFace.hidden = body.label !== "no_face";
@@ -259,7 +323,8 @@ async function check(item) {
     request = { method: "POST", body: JSON.stringify({ url: item.url }), headers: { "Content-Type": "application/json" } };
   }
   try {
-    const response = await fetch(item.file ? "/predict" : "/predict/url", request);
+    // Always explained: the heatmap costs next to nothing per face (bench/explain.py); the toggle shows it.
+    const response = await fetch(item.file ? "/predict?explain=true" : "/predict/url?explain=true", request);
     if (response.ok) {
       item.body = await response.json();
       item.state = "done";
@@ -392,7 +457,7 @@ function uploadVideo(file) {
   // XMLHttpRequest, not fetch: only it reports upload progress.
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", "/videos");
+    xhr.open("POST", "/videos?explain=true");
     xhr.responseType = "text";
     xhr.upload.addEventListener("progress", (event) => {
       if (!event.lengthComputable) return;
@@ -562,7 +627,10 @@ function renderTopFrames(jobId, res) {
       box.style.height = `${(face.box.height / h) * 100}%`;
       boxes.append(box);
     }
-    frame.append(img, boxes);
+    const heat = Object.assign(document.createElement("canvas"), { className: "heatmap" });
+    heat.setAttribute("aria-hidden", "true");
+    drawHeatmaps(heat, top.faces || [], w, h);
+    frame.append(img, heat, boxes);
     const caption = Object.assign(document.createElement("figcaption"), {
       textContent: `${fmt(top.time_s, 2)} s · face ${top.track + 1} · P(fake) ${fmt(top.score)}`,
     });
@@ -597,5 +665,7 @@ v.cancel.addEventListener("click", async () => {
     v.cancel.disabled = false;
   }
 });
+
+el.showHeat.addEventListener("change", () => document.body.classList.toggle("heatmaps-off", !el.showHeat.checked));
 
 loadModelInfo();
