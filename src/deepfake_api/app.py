@@ -33,6 +33,7 @@ from deepfake_api.jobs.video_job import VideoAnalyser
 from deepfake_api.model import DeepfakeModel, read_card
 from deepfake_api.server import LOG_FORMAT, PathlessJsonFormatter, bound_heap, log_warnings, strip_dirs
 from deepfake_api.services.images import ImageService
+from deepfake_api.services.jobs import JobService
 
 log = logging.getLogger("deepfake_api")
 
@@ -130,6 +131,8 @@ def _start_jobs(app: FastAPI) -> None:
         queue.runner = VideoAnalyser(queue, app.state.engine, app.state.model)
         queue.start_worker(hosted=True)
     app.state.images.events = queue.alerts.emit
+    app.state.alerts = queue.alerts
+    app.state.job_service = JobService(queue)
     app.state.jobs = queue
 
 

@@ -160,6 +160,10 @@ class Settings(BaseSettings):
     jobs_max_per_client: int = Field(4, ge=1)
     """Videos queued or running at once per client address; beyond it 429."""
     jobs_retry_after_s: int = Field(30, ge=1)
+    jobs_admission_lease_s: float = Field(60.0, ge=1)
+    """An admitted video holds its place while it uploads and, for this long after, while it is
+    checked, stored and queued; a place whose upload or queueing failed half-way (disk full, broker
+    gone) is freed after it by itself, even when the clean-up could not reach the store."""
     jobs_result_ttl_s: int = Field(24 * 3600, ge=10)
     """How long a finished job (its result and evidence frames) is kept."""
     jobs_lease_s: float = Field(60.0, ge=1)

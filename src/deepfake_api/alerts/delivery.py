@@ -20,7 +20,7 @@ from typing import Any
 
 from deepfake_api import metrics
 from deepfake_api.alerts import channels
-from deepfake_api.alerts.subscriptions import all_subscriptions, from_settings
+from deepfake_api.alerts.subscriptions import all_subscriptions, from_settings, validate
 from deepfake_api.config import Settings
 from deepfake_api.jobs.store import Doc, JobStore
 
@@ -40,6 +40,15 @@ class Alerts:
         self.store = store
         self.configured = from_settings(settings)
         self._task = huey.task(name=TASK)(self.deliver)
+
+    def subscribe(self, spec: dict[str, Any]) -> Doc:
+        """A subscription from an API request, checked (its webhook target resolved) and stored."""
+        doc = validate(self.settings, spec, source="api")
+        self.store.create(doc)
+        return doc
+
+    def unsubscribe(self, sub_id: str) -> None:
+        self.store.delete(sub_id)
 
     def subscriptions(self) -> list[Doc]:
         return all_subscriptions(self.configured, self.store)

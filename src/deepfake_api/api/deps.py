@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 
+from deepfake_api.alerts.delivery import Alerts
 from deepfake_api.config import Settings
 from deepfake_api.engine import InferenceEngine
-from deepfake_api.errors import ModelNotReady, QueueUnavailable
-from deepfake_api.jobs.queue import JobQueue
+from deepfake_api.errors import ModelNotReady
 from deepfake_api.model import DeepfakeModel
 from deepfake_api.services.images import ImageService
-
-T = TypeVar("T")
+from deepfake_api.services.jobs import JobService
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -44,20 +41,18 @@ ModelDep = Annotated[DeepfakeModel, Depends(get_model)]
 ImagesDep = Annotated[ImageService, Depends(get_images)]
 
 
-def job_queue(request: Request) -> JobQueue:
-    """The app's job queue; 503 while it is still starting."""
-    queue: JobQueue | None = request.app.state.jobs
-    if queue is None:
+async def get_jobs(request: Request) -> JobService:
+    """The jobs service; 503 while the job queue is still starting."""
+    jobs: JobService | None = getattr(request.app.state, "job_service", None)
+    if jobs is None:
         raise ModelNotReady("The job queue is starting; retry shortly.", headers={"Retry-After": "1"})
-    return queue
+    return jobs
 
 
-async def in_store(queue: JobQueue, fn: Callable[..., T], *args: Any) -> T:
-    """`fn(*args)` off the event loop; an unreachable store (broker down, disk gone) is a 503."""
-    try:
-        return await run_in_threadpool(fn, *args)
-    except queue.store.errors as exc:
-        raise QueueUnavailable(
-            f"The job store cannot be reached ({type(exc).__name__}); retry shortly.",
-            headers={"Retry-After": str(queue.settings.jobs_retry_after_s)},
-        ) from None
+async def get_alerts(request: Request, jobs: Annotated[JobService, Depends(get_jobs)]) -> Alerts:
+    alerts: Alerts = request.app.state.alerts
+    return alerts
+
+
+JobsDep = Annotated[JobService, Depends(get_jobs)]
+AlertsDep = Annotated[Alerts, Depends(get_alerts)]

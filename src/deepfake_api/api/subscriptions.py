@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Response
 
 from deepfake_api.alerts.delivery import Alerts
-from deepfake_api.alerts.subscriptions import public, validate
+from deepfake_api.alerts.subscriptions import public
 from deepfake_api.api import access
-from deepfake_api.api.deps import in_store, job_queue
+from deepfake_api.api.deps import AlertsDep, JobsDep
 from deepfake_api.api.responses import PROBLEM, json_response
 from deepfake_api.errors import SubscriptionNotFound, SubscriptionReadOnly
-from deepfake_api.jobs.queue import JobQueue
 from deepfake_api.schemas import Deliveries, Delivery, Subscription, SubscriptionCreate, Subscriptions
+from deepfake_api.services.jobs import JobService
 
 router = APIRouter(dependencies=[Depends(access.subscriptions)], tags=["alerts"])
 COMMON: dict[int | str, dict[str, Any]] = {
@@ -28,13 +27,8 @@ COMMON: dict[int | str, dict[str, Any]] = {
 NOT_FOUND = {404: {**PROBLEM, "description": "No such subscription"}}
 
 
-def _alerts(request: Request) -> tuple[JobQueue, Alerts]:
-    queue = job_queue(request)
-    return queue, queue.alerts
-
-
-async def _subscription(queue: JobQueue, alerts: Alerts, sub_id: str) -> dict[str, Any]:
-    doc = await in_store(queue, alerts.subscription, sub_id)
+async def _subscription(jobs: JobService, alerts: Alerts, sub_id: str) -> dict[str, Any]:
+    doc = await jobs.call(alerts.subscription, sub_id)
     if doc is None:
         raise SubscriptionNotFound(f"No subscription {sub_id[:64]!r}.")
     return doc
@@ -52,21 +46,15 @@ async def _subscription(queue: JobQueue, alerts: Alerts, sub_id: str) -> dict[st
     ),
     responses=COMMON,
 )
-async def create_subscription(request: Request, body: SubscriptionCreate) -> Response:
-    queue, _ = _alerts(request)
-    settings = request.app.state.settings
-    doc = await run_in_threadpool(validate, settings, body.model_dump(exclude_none=True), source="api")
-    await in_store(queue, queue.store.create, doc)
-    response = json_response(Subscription(**{k: v for k, v in doc.items() if k not in ("state", "expires_at")}))
-    response.status_code = 201
-    response.headers["Location"] = f"/subscriptions/{doc['id']}"
-    return response
+async def create_subscription(body: SubscriptionCreate, jobs: JobsDep, alerts: AlertsDep) -> Response:
+    doc = await jobs.call(alerts.subscribe, body.model_dump(exclude_none=True))
+    created = Subscription(**{k: v for k, v in doc.items() if k not in ("state", "expires_at")})
+    return json_response(created, 201, {"Location": f"/subscriptions/{doc['id']}"})
 
 
 @router.get("/subscriptions", response_model=Subscriptions, summary="Every subscription (no secrets)", responses=COMMON)
-async def list_subscriptions(request: Request) -> Response:
-    queue, alerts = _alerts(request)
-    docs = await in_store(queue, alerts.subscriptions)
+async def list_subscriptions(jobs: JobsDep, alerts: AlertsDep) -> Response:
+    docs = await jobs.call(alerts.subscriptions)
     return json_response(Subscriptions(subscriptions=[Subscription(**public(d)) for d in docs]))
 
 
@@ -76,9 +64,8 @@ async def list_subscriptions(request: Request) -> Response:
     summary="One subscription (no secret)",
     responses={**COMMON, **NOT_FOUND},
 )
-async def get_subscription(request: Request, sub_id: str) -> Response:
-    queue, alerts = _alerts(request)
-    return json_response(Subscription(**public(await _subscription(queue, alerts, sub_id))))
+async def get_subscription(sub_id: str, jobs: JobsDep, alerts: AlertsDep) -> Response:
+    return json_response(Subscription(**public(await _subscription(jobs, alerts, sub_id))))
 
 
 @router.delete(
@@ -91,12 +78,11 @@ async def get_subscription(request: Request, sub_id: str) -> Response:
         409: {**PROBLEM, "description": "A subscription from the settings"},
     },
 )
-async def delete_subscription(request: Request, sub_id: str) -> Response:
-    queue, alerts = _alerts(request)
-    doc = await _subscription(queue, alerts, sub_id)
+async def delete_subscription(sub_id: str, jobs: JobsDep, alerts: AlertsDep) -> Response:
+    doc = await _subscription(jobs, alerts, sub_id)
     if doc["source"] == "settings":
         raise SubscriptionReadOnly("This subscription is configured in DEEPFAKE_ALERT_SUBSCRIPTIONS; change it there.")
-    await in_store(queue, queue.store.delete, sub_id)
+    await jobs.call(alerts.unsubscribe, sub_id)
     return Response(status_code=204)
 
 
@@ -106,9 +92,8 @@ async def delete_subscription(request: Request, sub_id: str) -> Response:
     summary="The subscription's alerts, newest first: every attempt with its status and time",
     responses={**COMMON, **NOT_FOUND},
 )
-async def list_deliveries(request: Request, sub_id: str) -> Response:
-    queue, alerts = _alerts(request)
-    await _subscription(queue, alerts, sub_id)
-    docs = await in_store(queue, alerts.deliveries, sub_id)
+async def list_deliveries(sub_id: str, jobs: JobsDep, alerts: AlertsDep) -> Response:
+    await _subscription(jobs, alerts, sub_id)
+    docs = await jobs.call(alerts.deliveries, sub_id)
     fields = Delivery.model_fields
     return json_response(Deliveries(deliveries=[Delivery(**{k: v for k, v in d.items() if k in fields}) for d in docs]))

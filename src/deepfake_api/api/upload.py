@@ -200,6 +200,8 @@ async def _read(request: Request, max_bytes: int, collector: _Collector) -> _Col
         raise InvalidUpload("The client closed the connection before the upload finished.") from None
     except (PayloadTooLarge, InvalidUpload):
         raise
+    except OSError:  # the sink (a video's spool file) cannot be written: the caller's 503, not the client's 400
+        raise
     except Exception as exc:  # python-multipart raises its own errors on malformed bodies
         raise InvalidUpload(f"The multipart body is malformed ({type(exc).__name__}).") from None
     if not collector.ended:  # python-multipart's finalize() does not check for the closing boundary

@@ -9,29 +9,21 @@ once analysed. `?wait=S` holds the request up to S seconds (at most video_max_wa
 
 from __future__ import annotations
 
-import asyncio
-import errno
-import os
-import time
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from deepfake_api import video
 from deepfake_api.api import access
-from deepfake_api.api.deps import in_store, job_queue
+from deepfake_api.api.deps import JobsDep
 from deepfake_api.api.problems import request_id_of
 from deepfake_api.api.responses import PROBLEM, json_response
 from deepfake_api.api.upload import read_upload_to_file
-from deepfake_api.errors import JobNotFound, QueueFull, QueueUnavailable, TooManyJobs
-from deepfake_api.jobs.queue import JobQueue, failed, now
-from deepfake_api.jobs.store import ACTIVE, FINAL, Doc, spool_file
-from deepfake_api.jobs.video_job import frame_blob, limits_of
+from deepfake_api.jobs.store import Doc
 from deepfake_api.schemas import Job
+from deepfake_api.services.jobs import is_active, is_final
 
 router = APIRouter(dependencies=[Depends(access.jobs)], tags=["videos"])
-POLL_S = 0.25
 
 VIDEO_BODY: dict[str, Any] = {
     "requestBody": {
@@ -75,12 +67,10 @@ def job_view(doc: Doc) -> Job:
 
 
 def _job_response(doc: Doc, status: int) -> Response:
-    response = json_response(job_view(doc))
-    response.status_code = status
-    response.headers["Location"] = f"/jobs/{doc['id']}"
-    if doc["state"] in ACTIVE:
-        response.headers["Retry-After"] = "1"  # a polite polling interval
-    return response
+    headers = {"Location": f"/jobs/{doc['id']}"}
+    if is_active(doc):
+        headers["Retry-After"] = "1"  # a polite polling interval
+    return json_response(job_view(doc), status, headers)
 
 
 @router.post(
@@ -110,79 +100,18 @@ def _job_response(doc: Doc, status: int) -> Response:
 )
 async def submit_video(
     request: Request,
+    jobs: JobsDep,
     wait: float = Query(0, ge=0, le=3600, description="Seconds to wait for the result (capped by video_max_wait_s)"),
 ) -> Response:
     settings = request.app.state.settings
-    queue = job_queue(request)
-    client = access.client_address(request)
-    await in_store(queue, _admit, queue, client)
-    fd, part = spool_file(queue.spool)
-    try:
-        with os.fdopen(fd, "wb") as sink:
-            filename, size = await read_upload_to_file(
-                request, sink, settings.video_max_bytes, max(settings.upload_timeout_s, 300.0)
-            )
-        doc = await in_store(queue, _check_and_queue, queue, part, filename, size, client, request_id_of(request))
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        raise QueueFull(
-            "There is no room to store the video now; retry later.",
-            headers={"Retry-After": str(settings.jobs_retry_after_s)},
-        ) from None
-    finally:
-        part.unlink(missing_ok=True)  # moved into the job's file, or refused
-    request.state.log_extra = {"job_id": doc["id"], "video_bytes": size}
-    deadline = time.monotonic() + min(wait, settings.video_max_wait_s)
-    while doc["state"] in ACTIVE and time.monotonic() < deadline:
-        await asyncio.sleep(POLL_S)
-        doc = await in_store(queue, queue.store.get, doc["id"]) or doc
-    return _job_response(doc, 200 if doc["state"] in FINAL else 202)
 
+    async def receive(sink: BinaryIO) -> tuple[str, int]:
+        return await read_upload_to_file(request, sink, settings.video_max_bytes, max(settings.upload_timeout_s, 300.0))
 
-def _admit(queue: JobQueue, client: str) -> None:
-    settings = queue.settings
-    active = queue.store.active()
-    retry = {"Retry-After": str(settings.jobs_retry_after_s)}
-    if len(active) >= settings.jobs_max_active:
-        raise QueueFull(
-            f"{len(active)} videos are queued or running, the limit is {settings.jobs_max_active}.", headers=retry
-        )
-    mine = sum(1 for d in active if d.get("client") == client)
-    if mine >= settings.jobs_max_per_client:
-        raise TooManyJobs(
-            f"{mine} of your videos are queued or running, the limit is {settings.jobs_max_per_client}.", headers=retry
-        )
-
-
-def _check_and_queue(queue: JobQueue, part: Path, filename: str, size: int, client: str, request_id: str) -> Doc:
-    """Refuse a bad video from its header (4xx), else store it and queue its job."""
-    info = video.probe(part, limits_of(queue.settings))
-    doc = queue.new_job(
-        "video",
-        client,
-        request_id=request_id,
-        upload={"filename": filename[:255], "bytes": size, "container": info.container},
-        video=info.as_dict(),
-    )
-    queue.store.put_file(doc["id"], part)
-    queue.store.create(doc)
-    try:
-        queue.enqueue(doc["id"])
-    except QueueUnavailable as exc:
-        error = exc
-        queue.store.modify(doc["id"], lambda d: failed(d, error, queue.settings.jobs_result_ttl_s))
-        queue.store.drop_file(doc["id"])
-        raise
-    return doc
-
-
-async def _doc(request: Request, job_id: str) -> Doc:
-    queue = job_queue(request)
-    doc = await in_store(queue, queue.store.get, job_id)
-    if doc is None:
-        raise JobNotFound(f"No job {job_id[:64]!r}: it never existed, was deleted, or its result expired.")
-    return doc
+    doc = await jobs.submit_video(access.client_address(request), request_id_of(request), receive)
+    request.state.log_extra = {"job_id": doc["id"], "video_bytes": doc["upload"]["bytes"]}
+    doc = await jobs.wait(doc, wait)
+    return _job_response(doc, 200 if is_final(doc) else 202)
 
 
 @router.get(
@@ -191,9 +120,8 @@ async def _doc(request: Request, job_id: str) -> Doc:
     summary="A job's state, progress and, when done, its result",
     responses=JOB_RESPONSES,
 )
-async def get_job(request: Request, job_id: str) -> Response:
-    doc = await _doc(request, job_id)
-    return _job_response(doc, 200)
+async def get_job(job_id: str, jobs: JobsDep) -> Response:
+    return _job_response(await jobs.get(job_id), 200)
 
 
 @router.delete(
@@ -203,30 +131,9 @@ async def get_job(request: Request, job_id: str) -> Response:
     summary="Cancel a queued or running job (202), or delete a finished one and its result (204)",
     responses={204: {"description": "Deleted"}, **JOB_RESPONSES},
 )
-async def delete_job(request: Request, job_id: str) -> Response:
-    queue = job_queue(request)
-    doc = await _doc(request, job_id)
-    if doc["state"] in FINAL:
-        await in_store(queue, queue.store.delete, job_id)
-        return Response(status_code=204)
-    ttl = queue.settings.jobs_result_ttl_s
-
-    def cancel(d: Doc) -> Doc | None:
-        if d["state"] == "queued":  # no worker has it: cancelled now (a later message finds it so)
-            t = now()
-            d.update(state="cancelled", finished_at=t, updated_at=t, expires_at=t + ttl)
-            return d
-        if d["state"] == "running":  # its worker stops at the next frame
-            d.update(cancel_requested=True, updated_at=now())
-            return d
-        return None
-
-    new = await in_store(queue, queue.store.modify, job_id, cancel)
-    if new is None:
-        raise JobNotFound(f"No job {job_id[:64]!r}.")
-    if new["state"] == "cancelled":
-        await in_store(queue, queue.store.drop_file, job_id)
-    return _job_response(new, 202)
+async def delete_job(job_id: str, jobs: JobsDep) -> Response:
+    doc = await jobs.cancel_or_delete(job_id)
+    return Response(status_code=204) if doc is None else _job_response(doc, 202)
 
 
 @router.get(
@@ -239,9 +146,6 @@ async def delete_job(request: Request, job_id: str) -> Response:
         422: {**PROBLEM, "description": "The frame index is not an integer"},
     },
 )
-async def get_frame(request: Request, job_id: str, index: int) -> Response:
-    queue = job_queue(request)
-    data = await in_store(queue, queue.store.get_blob, job_id, frame_blob(index))
-    if data is None:
-        raise JobNotFound(f"Job {job_id[:64]!r} has no kept frame {index}.")
+async def get_frame(job_id: str, index: int, jobs: JobsDep) -> Response:
+    data = await jobs.frame(job_id, index)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

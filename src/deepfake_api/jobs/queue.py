@@ -53,6 +53,19 @@ def failed(doc: Doc, error: DeepfakeError, ttl_s: int) -> Doc:
     return doc
 
 
+def cancelled(doc: Doc, ttl_s: int) -> Doc | None:
+    """A client's cancel: a queued job (no worker has it) is cancelled now, and a later message finds
+    it so; a running one is asked to stop (its worker does at the next frame); else no change."""
+    if doc["state"] == "queued":
+        t = now()
+        doc.update(state="cancelled", finished_at=t, updated_at=t, expires_at=t + ttl_s)
+        return doc
+    if doc["state"] == "running":
+        doc.update(cancel_requested=True, updated_at=now())
+        return doc
+    return None
+
+
 class _HostedConsumer(Consumer):  # type: ignore[misc]
     """A consumer inside a process that owns its signals (uvicorn): it must not install handlers."""
 
@@ -140,6 +153,7 @@ class JobQueue:
                 return None
             t = now()
             doc.update(state="running", owner=token, attempts=doc["attempts"] + 1, heartbeat_at=t, updated_at=t)
+            doc["expires_at"] = None  # a worker has it: no admission lease any more
             doc["started_at"] = doc["started_at"] or t
             return doc
 

@@ -24,16 +24,20 @@ from typing import Any, Protocol
 
 Doc = dict[str, Any]
 Change = Callable[[Doc], Doc | None]
+Admit = Callable[[list[Doc]], None]
+"""Sees the active jobs inside the create's transaction; raises to refuse the new one."""
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "cancelled")
 INDEXED = ("subscription", "alert")  # documents other than jobs kept in the same store (alerts/)
 CHUNK = 4 * 1024 * 1024
+WORK_COPY = "video-"
+"""A worker's local copy of a video it analyses (Redis mode): video-<pid>-<random>."""
 
 
 class JobStore(Protocol):
     errors: tuple[type[Exception], ...]  # what the store raises when it cannot be reached
 
-    def create(self, doc: Doc) -> None: ...
+    def create(self, doc: Doc, admit: Admit | None = None) -> None: ...
     def get(self, job_id: str) -> Doc | None: ...
     def modify(self, job_id: str, change: Change) -> Doc | None: ...
     def delete(self, job_id: str) -> None: ...
@@ -97,8 +101,10 @@ class SqliteStore:
             raise
         db.execute("COMMIT")
 
-    def create(self, doc: Doc) -> None:
-        with self._tx() as db:
+    def create(self, doc: Doc, admit: Admit | None = None) -> None:
+        with self._tx() as db:  # IMMEDIATE: no other writer between the count and the insert
+            if admit is not None:
+                admit(self._active(db))
             db.execute(
                 "INSERT INTO jobs (id, state, expires_at, doc) VALUES (?, ?, ?, ?)",
                 (doc["id"], doc["state"], doc.get("expires_at"), json.dumps(doc)),
@@ -130,8 +136,12 @@ class SqliteStore:
         self.drop_file(job_id)
 
     def active(self) -> list[Doc]:
-        rows = self._db().execute("SELECT doc FROM jobs WHERE state IN (?, ?)", ACTIVE).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return self._active(self._db())
+
+    def _active(self, db: sqlite3.Connection) -> list[Doc]:
+        rows = db.execute(f"SELECT doc FROM jobs WHERE state IN ({', '.join('?' * len(ACTIVE))})", ACTIVE).fetchall()
+        now = time.time()  # an expired record is gone, as in Redis, even before the reaper purges it
+        return [d for d in (_live(json.loads(r[0]), now) for r in rows) if d is not None]
 
     def by_state(self, state: str) -> list[Doc]:
         rows = self._db().execute("SELECT doc FROM jobs WHERE state = ?", (state,)).fetchall()
@@ -212,6 +222,8 @@ class RedisStore:
             pipe.sadd(self._key("state", doc["state"]), doc["id"])
         if doc["state"] in ACTIVE:
             pipe.sadd(self._key("active"), doc["id"])
+            ttl = self._ttl(doc)  # an admitted job not yet queued expires with its video
+            pipe.expire(self._key("file", doc["id"]), ttl) if ttl else pipe.persist(self._key("file", doc["id"]))
         else:
             pipe.srem(self._key("active"), doc["id"])
             ttl = self._ttl(doc)
@@ -219,10 +231,19 @@ class RedisStore:
                 for blob in (self._key("blobs", doc["id"]), self._key("file", doc["id"])):
                     pipe.expire(blob, ttl)
 
-    def create(self, doc: Doc) -> None:
-        pipe = self.r.pipeline()
-        self._write(pipe, doc)
-        pipe.execute()
+    def create(self, doc: Doc, admit: Admit | None = None) -> None:
+        if admit is None:
+            pipe = self.r.pipeline()
+            self._write(pipe, doc)
+            pipe.execute()
+            return
+
+        def attempt(pipe: Any) -> None:  # WATCHing the active set: a concurrent admission retries
+            admit(self._active(pipe))
+            pipe.multi()
+            self._write(pipe, doc)
+
+        self.r.transaction(attempt, self._key("active"))
 
     def get(self, job_id: str) -> Doc | None:
         raw = self.r.get(self._key("doc", job_id))
@@ -266,14 +287,22 @@ class RedisStore:
         return docs
 
     def active(self) -> list[Doc]:
-        ids = sorted(i.decode() for i in self.r.smembers(self._key("active")))
-        docs = []
+        docs = self._active(self.r)
+        return docs
+
+    def _active(self, r: Any) -> list[Doc]:
+        ids = sorted(i.decode() for i in r.smembers(self._key("active")))
+        docs, gone = [], []
+        now = time.time()
         for job_id in ids:
-            doc = self.get(job_id)
+            raw = r.get(self._key("doc", job_id))
+            doc = _live(json.loads(raw) if raw else None, now)
             if doc is None:
-                self.r.srem(self._key("active"), job_id)  # expired or deleted
+                gone.append(job_id)
             elif doc["state"] in ACTIVE:
                 docs.append(doc)
+        if gone and r is self.r:  # expired or deleted (not inside a WATCH: that would void it)
+            self.r.srem(self._key("active"), *gone)
         return docs
 
     def purge_expired(self) -> int:
@@ -285,6 +314,9 @@ class RedisStore:
         with open(src, "rb") as fh:
             while chunk := fh.read(CHUNK):
                 self.r.append(key, chunk)
+        ttl = int(self.r.ttl(self._key("doc", job_id)))
+        if ttl > 0:  # the job is not queued for good yet: its video goes with it if it never is
+            self.r.expire(key, ttl)
         Path(src).unlink(missing_ok=True)
 
     @contextmanager
@@ -294,7 +326,7 @@ class RedisStore:
         if size == 0:
             yield None
             return
-        fd, name = tempfile.mkstemp(prefix="video-", dir=self.spool)
+        fd, name = tempfile.mkstemp(prefix=f"{WORK_COPY}{os.getpid()}-", dir=self.spool)
         try:
             with os.fdopen(fd, "wb") as fh:
                 for start in range(0, size, CHUNK):
@@ -330,9 +362,25 @@ def spool_file(directory: Path) -> tuple[int, Path]:
 
 
 def clear_partial_uploads(directory: Path) -> None:
-    """Uploads cut off by a crash leave their .part files: nobody will finish them."""
+    """Uploads cut off by a crash leave their .part files: nobody will finish them. A worker killed
+    mid-job leaves its copy of the video: removed unless its process still runs (another worker
+    on this host); this process has none yet (a restarted container may reuse its pid)."""
     for stale in Path(directory).glob("upload-*.part"):
         stale.unlink(missing_ok=True)
+    for copy in Path(directory).glob(WORK_COPY + "*"):
+        pid = copy.name.removeprefix(WORK_COPY).split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or not _running(int(pid)):
+            copy.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 __all__ = ["ACTIVE", "FINAL", "JobStore", "RedisStore", "SqliteStore", "clear_partial_uploads", "spool_file"]
