@@ -294,13 +294,13 @@ class ClipRule(BaseModel):
     min_face_side: float = Field(description="Median shorter face side (pixels) a track needs to decide", examples=[64])
     statistic: Literal["median"] = Field(description="A track's score over its frames")
     eligible_tracks: int = Field(ge=0, description="Tracks that may decide")
+    bonferroni: bool = Field(
+        description="Whether the fake threshold grows with the eligible tracks (1 - (1 - h) / k); off by default"
+    )
     fake_threshold: float = Field(
         ge=0,
         le=1,
-        description=(
-            "What an eligible track's score must reach for `fake`: 1 - (1 - h) / k with h the card's fake "
-            "threshold and k the eligible tracks (h itself when none is eligible)"
-        ),
+        description="What an eligible track's score must reach for `fake`: the card's threshold (see `bonferroni`)",
     )
     real_threshold: float = Field(ge=0, le=1, description="What every eligible track must stay at or below for `real`")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image
 
-from deepfake_api import faces, metrics, video
+from deepfake_api import faces, metrics, tracking, video
 from deepfake_api.alerts.events import video_events
 from deepfake_api.engine import InferenceEngine
 from deepfake_api.errors import AnalysisFailed, DeepfakeError, InvalidVideo, JobTimeout
@@ -154,7 +154,7 @@ class VideoAnalyser:
                 sampled.rgb, self.model.finder, coded=sampled.coded, fmt=info.container, max_faces=settings.max_faces
             )
             verdict = self.engine.score_frame(image).result(timeout=settings.request_timeout_s * 4)
-            ids = tracker.assign(sampled.index, [f.candidate.face.box for f in verdict.faces])
+            ids = tracker.assign(sampled.index, tracking.detections([f.candidate for f in verdict.faces], sampled.rgb))
             frame_faces = []
             for track_id, f in zip(ids, verdict.faces, strict=True):
                 x, y, w, h = f.candidate.face.box
