@@ -36,6 +36,7 @@ from deepfake_api.services.images import ImageService
 from deepfake_api.services.jobs import JobService
 
 log = logging.getLogger("deepfake_api")
+PROBLEM_REF = "#/components/schemas/Problem"
 
 DESCRIPTION = """Upload a face image, get back whether it looks **real**, **fake** or
 **uncertain**, with a calibrated probability (`score`) that it is fake.
@@ -244,6 +245,8 @@ def _openapi_with_problems(app: FastAPI) -> dict[str, Any]:
                     content = resp.get("content", {})
                     if status >= "400" and "application/problem+json" in content and "application/json" in content:
                         content["application/problem+json"] = content.pop("application/json")
+                    elif status == "422" and list(content) == ["application/json"]:  # FastAPI's default 422
+                        resp["content"] = {"application/problem+json": {"schema": {"$ref": PROBLEM_REF}}}
         predict.document_limits(schema, app.state.settings)
         app.openapi_schema = schema
     return app.openapi_schema

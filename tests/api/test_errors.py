@@ -76,7 +76,9 @@ def test_an_unexpected_exception_is_a_500_problem_without_internals(raising: Tes
     assert r.headers["x-content-type-options"] == "nosniff"
     assert body["type"].endswith("/internal-error")
     assert "secret" not in body["detail"] and "RuntimeError" not in body["detail"]
-    assert body["request_id"] in body["detail"] or "request id" in body["detail"]
+    # The detail points at the log by the request id, which the body and the header both carry.
+    assert "logged with this request id" in body["detail"]
+    assert body["request_id"] == r.headers["x-request-id"] and len(body["request_id"]) == 32
 
 
 def test_a_validation_error_lists_the_fields(raising: TestClient) -> None:
@@ -96,6 +98,22 @@ def test_a_validation_error_lists_the_fields(raising: TestClient) -> None:
 )
 def test_routing_errors_are_problems(client: TestClient, method: str, path: str, status: int) -> None:
     _problem(client.request(method, path), status)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/jobs/0123", "DELETE, GET, HEAD"),
+        ("PUT", "/jobs/0123", "DELETE, GET, HEAD"),
+        ("GET", "/predict", "POST"),
+        ("POST", "/health", "GET, HEAD"),
+    ],
+)
+def test_a_405_lists_every_method_of_the_path(client: TestClient, method: str, path: str, allow: str) -> None:
+    """Issue 27 defect 15: OPTIONS /jobs/{id} answered Allow: GET (the first route's methods only)."""
+    r = client.request(method, path)
+    _problem(r, 405)
+    assert r.headers["allow"] == allow
 
 
 def test_every_documented_error_response_is_problem_json(client: TestClient) -> None:

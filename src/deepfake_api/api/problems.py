@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from deepfake_api.api.middleware import SECURITY_HEADERS
 from deepfake_api.errors import PROBLEM_BASE, DeepfakeError
@@ -67,7 +68,22 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
             405: f"{request.method} is not allowed on {request.url.path}.",
         }.get(exc.status_code, phrase)
     )
-    return problem(request, status=exc.status_code, slug=slug, title=phrase, detail=detail, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:  # every method of every route at this path, not only the first route's
+        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+    return problem(request, status=exc.status_code, slug=slug, title=phrase, detail=detail, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route answers at this path (asked of the router itself: included routers too)."""
+    methods = set()
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            methods.add(method)
+    if "GET" in methods:
+        methods.add("HEAD")  # HeadAsGet serves HEAD on every GET route
+    return sorted(methods)
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
