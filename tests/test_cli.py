@@ -60,6 +60,17 @@ def test_predict_json_gives_one_verdict_per_file(capsys: pytest.CaptureFixture[s
     assert code == _expected_exit(rows)
 
 
+def test_predict_in_process_keeps_the_service_logs_behind_verbose(
+    capsys: pytest.CaptureFixture[str], images: list[Path]
+) -> None:
+    """Issue 27 defect 17: the in-process service's JSON access log went into the terminal."""
+    _, _, quiet = _run(capsys, *images, "--model", MODEL_PATH, "--no-progress")
+    assert "deepfake_api" not in quiet  # not one of the service's records
+    _, _, verbose = _run(capsys, *images, "--model", MODEL_PATH, "--no-progress", "--verbose")
+    access = [json.loads(line) for line in verbose.splitlines() if '"deepfake_api.access"' in line]
+    assert {(r["method"], r["path"]) for r in access} >= {("POST", "/predict/batch")}
+
+
 def test_predict_table_shows_the_service_verdicts(
     capsys: pytest.CaptureFixture[str], images: list[Path], live_server: str
 ) -> None:

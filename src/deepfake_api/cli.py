@@ -168,7 +168,9 @@ def _predict(args: argparse.Namespace) -> int:
         print("error: no image or video files found", file=sys.stderr)
         return 2
     try:
-        scorer = make_scorer(args.url, args.model or get_settings().model_path, args.api_key, explain=args.explain)
+        scorer = make_scorer(
+            args.url, args.model or get_settings().model_path, args.api_key, explain=args.explain, verbose=args.verbose
+        )
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -337,13 +339,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from deepfake_api.jobs.worker import check, run
+    from deepfake_api.jobs.worker import check
+    from deepfake_api.runtime import run_worker
 
     if args.check:
         alive, message = check(get_settings())
         print(message, file=sys.stderr)
         return 0 if alive else 1
-    return run(get_settings())
+    return run_worker(get_settings())
 
 
 def parser() -> argparse.ArgumentParser:
@@ -367,6 +370,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jsonl", type=Path, help="write one JSON response per line here")
     p.add_argument("--quiet", action="store_true", help="no table on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--verbose", action="store_true", help="in-process: the service's own log lines on stderr too")
     p.add_argument("--model", type=Path)
     p.add_argument("--api-key", default=os.environ.get("DEEPFAKE_API_KEY"))
     p.add_argument("--json", action="store_true", help="print the JSON responses")

@@ -148,10 +148,11 @@ class HttpScorer:
 class LocalScorer(HttpScorer):
     """The service's own app in this process (no socket): the same face path, model and response."""
 
-    def __init__(self, model_path: Path, *, explain: bool = False) -> None:
+    def __init__(self, model_path: Path, *, explain: bool = False, verbose: bool = False) -> None:
         import tempfile
 
         self._explain = explain
+        self._verbose = verbose
         # Videos are jobs of this process's own embedded worker: a private queue, gone at exit.
         self._jobs_dir = tempfile.TemporaryDirectory(prefix="deepfake-jobs-")
         try:
@@ -172,6 +173,9 @@ class LocalScorer(HttpScorer):
                 "jobs_backend": "sqlite",
                 "jobs_dir": Path(self._jobs_dir.name),
                 "jobs_embedded_worker": True,
+                # The service's access log would interleave with the progress bars: only trouble,
+                # unless asked (--verbose).
+                "log_level": "INFO" if self._verbose else "WARNING",
             }
         )
         app = create_app(settings)
@@ -190,5 +194,9 @@ class LocalScorer(HttpScorer):
         self._jobs_dir.cleanup()
 
 
-def make_scorer(url: str | None, model_path: Path, api_key: str | None = None, *, explain: bool = False) -> Scorer:
-    return HttpScorer(url, api_key=api_key, explain=explain) if url else LocalScorer(model_path, explain=explain)
+def make_scorer(
+    url: str | None, model_path: Path, api_key: str | None = None, *, explain: bool = False, verbose: bool = False
+) -> Scorer:
+    if url:
+        return HttpScorer(url, api_key=api_key, explain=explain)
+    return LocalScorer(model_path, explain=explain, verbose=verbose)

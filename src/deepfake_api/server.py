@@ -17,53 +17,31 @@ from __future__ import annotations
 import asyncio
 import http
 import json
-import logging
-import re
-import warnings
 from typing import Any
 
 import h11
-from pythonjsonlogger.json import JsonFormatter
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from deepfake_api.config import Settings, get_settings
 from deepfake_api.errors import DeepfakeError, HeadersTooLarge, HeaderTimeout, MalformedRequest
-
-PATH_DIRS = re.compile(r"(?:/[^/\s:,'\"()]+)+/")
-"""Directories in a message or traceback (`/srv/app/.venv/lib/.../x.py` → `x.py`)."""
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-
-
-def strip_dirs(text: str) -> str:
-    return PATH_DIRS.sub("", text)
-
-
-class PathlessJsonFormatter(JsonFormatter):
-    """One JSON object per line; messages and tracebacks without the server's directories."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
-        return strip_dirs(super().formatMessage(record))
-
-    def formatException(self, ei: Any) -> str:  # noqa: N802
-        return strip_dirs(super().formatException(ei))
-
-    def process_log_record(self, log_record: dict[str, Any]) -> dict[str, Any]:
-        message = log_record.get("message")
-        if isinstance(message, str):
-            log_record["message"] = strip_dirs(message)
-        return log_record
+from deepfake_api.logs import LOG_FORMAT, LibraryRecords, PathlessJsonFormatter
 
 
 def log_config(settings: Settings) -> dict[str, Any]:
     """dictConfig for uvicorn.run: uvicorn's loggers and the root (libraries) write JSON to stderr.
-    The app's own `deepfake_api` logger has its queued handler (app.configure_logging)."""
+    The app's own `deepfake_api` logger has its queued handler (logs.configure_logging)."""
     formatter = {"()": PathlessJsonFormatter, "fmt": LOG_FORMAT} if settings.log_json else {"format": LOG_FORMAT}
-    handler = {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "default",
+        "stream": "ext://sys.stderr",
+        "filters": ["libraries"],  # a consumer that cannot reach Redis: once per 10 s, no traceback
+    }
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
+        "filters": {"libraries": {"()": LibraryRecords}},
         "handlers": {"default": handler},
         "loggers": {
             "uvicorn": {"handlers": ["default"], "level": settings.log_level, "propagate": False},
@@ -72,16 +50,6 @@ def log_config(settings: Settings) -> dict[str, Any]:
         },
         "root": {"handlers": ["default"], "level": "WARNING"},
     }
-
-
-def log_warnings() -> None:
-    """Python warnings become log records (category and message, no file path or source line)."""
-    logger = logging.getLogger("py.warnings")
-
-    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, *_: Any) -> None:
-        logger.warning("%s: %s", category.__name__, strip_dirs(str(message)))
-
-    warnings.showwarning = show
 
 
 def problem_bytes(error: DeepfakeError, *, close: bool = True) -> bytes:

@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.alerts.conftest import API_KEY, Receiver
-from tests.utils.apps import serving
+from deepfake_api.app import create_app
+from deepfake_api.errors import InvalidSubscription
+from tests.alerts.conftest import API_KEY, SECRET, Receiver
+from tests.conftest import make_settings
+from tests.utils.apps import serving, shared_model
 from tests.utils.problems import assert_problem
 
 KEY = {"X-API-Key": API_KEY}
@@ -43,6 +46,16 @@ def test_create_list_get_delete(tmp_path: Path, receiver: Receiver) -> None:
         assert client.delete(f"/subscriptions/{created['id']}", headers=KEY).status_code == 204
         assert_problem(client.get(f"/subscriptions/{created['id']}", headers=KEY), 404, "subscription-not-found")
         assert_problem(client.get("/subscriptions", headers={"X-API-Key": "wrong"}), 401, "unauthorized")
+
+
+def test_a_settings_webhook_that_does_not_resolve_fails_the_start_with_its_reason(tmp_path: Path) -> None:
+    """Issue 27 defect 3: the job queue's start-up failed on it and was retried for ever."""
+    hook = {"url": "https://no-such-host.invalid/hook", "secret": SECRET}
+    app = create_app(make_settings(jobs_dir=tmp_path, alert_subscriptions=[hook]), model=shared_model())
+    with pytest.raises(InvalidSubscription) as refused, TestClient(app):
+        pass
+    reason = "The webhook target is refused: The host 'no-such-host.invalid' could not be resolved."
+    assert refused.value.detail == reason
 
 
 def test_without_an_api_key_subscriptions_are_the_settings_only(tmp_path: Path) -> None:

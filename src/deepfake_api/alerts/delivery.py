@@ -20,6 +20,7 @@ from typing import Any
 
 from deepfake_api import metrics
 from deepfake_api.alerts import channels
+from deepfake_api.alerts.events import video_events
 from deepfake_api.alerts.subscriptions import all_subscriptions, from_settings, validate
 from deepfake_api.config import Settings
 from deepfake_api.jobs.store import Doc, JobStore
@@ -35,11 +36,16 @@ def now() -> float:
 
 
 class Alerts:
-    def __init__(self, settings: Settings, store: JobStore, huey: Any) -> None:
+    def __init__(self, settings: Settings, store: JobStore, huey: Any, configured: list[Doc] | None = None) -> None:
         self.settings = settings
         self.store = store
-        self.configured = from_settings(settings)
+        self.configured = from_settings(settings) if configured is None else configured
         self._task = huey.task(name=TASK)(self.deliver)
+
+    def announce_video(self, job: Doc) -> None:
+        """A finished video job's events (video.done, and video.fake or video.uncertain)."""
+        for event, data in video_events(job, self.settings.public_url):
+            self.emit(event, data)
 
     def subscribe(self, spec: dict[str, Any]) -> Doc:
         """A subscription from an API request, checked (its webhook target resolved) and stored."""

@@ -18,7 +18,7 @@ async def metrics(request: Request) -> Response:
         try:
             for state, n in (await run_in_threadpool(queue.depth)).items():
                 JOBS_QUEUED.labels(state).set(n)
-            ALERTS_PENDING.set(await run_in_threadpool(queue.alerts.pending))
+            ALERTS_PENDING.set(await run_in_threadpool(request.app.state.alerts.pending))
         except Exception:  # the broker is unreachable: the other metrics are still worth serving
             pass
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

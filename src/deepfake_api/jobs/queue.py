@@ -26,13 +26,14 @@ from huey import RedisHuey, SqliteHuey
 from huey.consumer import Consumer
 
 from deepfake_api import metrics
-from deepfake_api.alerts.delivery import Alerts
 from deepfake_api.config import Settings
 from deepfake_api.errors import DeepfakeError, QueueUnavailable, WorkerLost
 from deepfake_api.jobs.store import Doc, JobStore, RedisStore, SqliteStore, clear_partial_uploads
 
 log = logging.getLogger("deepfake_api.jobs")
 TASK = "analyse_video"
+RUNNERLESS_DELAY_S = 5.0
+"""A message that reached a process with no runner goes back this much later, not at once (a hot loop)."""
 
 
 def now() -> float:
@@ -80,21 +81,23 @@ class JobQueue:
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.spool = spool
         self.store: JobStore
-        # Two queues: videos (long, one at a time) and alerts (short, never behind a video).
+        # Two queues: videos (long, one at a time) and short tasks (alert deliveries: the alerts side
+        # registers its task on it), never behind a video.
         if settings.jobs_backend == "redis":
             self.huey: Any = RedisHuey("deepfake-jobs", url=settings.redis_url, results=False)
-            self.alerts_huey: Any = RedisHuey("deepfake-alerts", url=settings.redis_url, results=False)
+            self.short_huey: Any = RedisHuey("deepfake-alerts", url=settings.redis_url, results=False)
             self.store = RedisStore(settings.redis_url, spool=spool)
         else:
             queue_file = str(settings.jobs_dir / "queue.sqlite3")
             self.huey = SqliteHuey("deepfake-jobs", filename=queue_file, results=False, timeout=30)
-            self.alerts_huey = SqliteHuey("deepfake-alerts", filename=queue_file, results=False, timeout=30)
+            self.short_huey = SqliteHuey("deepfake-alerts", filename=queue_file, results=False, timeout=30)
             self.store = SqliteStore(settings.jobs_dir)
         self.runner: Callable[[str], None] | None = None
+        self.on_reap: list[Callable[[], None]] = []
+        """Called after every reaper round (the alerts side re-queues its lost deliveries)."""
         self._task = self.huey.task(name=TASK)(self._run)
-        self.alerts = Alerts(settings, self.store, self.alerts_huey)
         self._consumer: Consumer | None = None
-        self._alerts_consumer: Consumer | None = None
+        self._short_consumer: Consumer | None = None
         self._reaper: threading.Thread | None = None
         self.alive_file: Path | None = None  # touched after every good reaper round (a worker's healthcheck)
         self._stop = threading.Event()
@@ -137,9 +140,12 @@ class JobQueue:
     # -- worker side -------------------------------------------------------------------------
 
     def _run(self, job_id: str) -> None:
-        if self.runner is None:  # a message reached a process without a worker: put it back
-            log.warning("job message without a runner", extra={"job_id": job_id})
-            self.enqueue(job_id)
+        if self.runner is None:  # a message reached a process without a worker: back, later
+            log.warning("job message without a runner", extra={"job_id": job_id, "retry_s": RUNNERLESS_DELAY_S})
+            try:
+                self._task.schedule(args=(job_id,), delay=RUNNERLESS_DELAY_S)
+            except Exception:  # the broker is away: the reaper takes the job over after its lease
+                log.warning("job message not put back", extra={"job_id": job_id})
             return
         self.runner(job_id)
 
@@ -167,10 +173,10 @@ class JobQueue:
         # max_delay: an idle worker polls at least every second, so a new job starts promptly.
         self._consumer = cls(self.huey, workers=1, worker_type="thread", periodic=False, max_delay=1.0)
         # Two senders: one receiver that hangs (up to alert_timeout_s) does not hold up the others.
-        self._alerts_consumer = _HostedConsumer(
-            self.alerts_huey, workers=2, worker_type="thread", periodic=False, max_delay=0.5, scheduler_interval=1
+        self._short_consumer = _HostedConsumer(
+            self.short_huey, workers=2, worker_type="thread", periodic=False, max_delay=0.5, scheduler_interval=1
         )
-        self._alerts_consumer.start()
+        self._short_consumer.start()
         self._stop.clear()
         self._reaper = threading.Thread(target=self._reap_loop, name="job-reaper", daemon=True)
         self._reaper.start()
@@ -191,22 +197,28 @@ class JobQueue:
         if self._consumer is not None:
             self._consumer.stop(graceful=True)
             self._consumer = None
-        if self._alerts_consumer is not None:
-            self._alerts_consumer.stop(graceful=True)
-            self._alerts_consumer = None
+        if self._short_consumer is not None:
+            self._short_consumer.stop(graceful=True)
+            self._short_consumer = None
         if self._reaper is not None:
             self._reaper.join(timeout=5)
             self._reaper = None
 
     def _reap_loop(self) -> None:
         interval = max(0.5, min(5.0, self.settings.jobs_lease_s / 3))
+        failing = False
         while True:  # a first round at once: the heartbeat file exists as soon as the worker runs
             try:
                 self.reap()
                 if self.alive_file is not None:  # this process runs and reaches the store
                     self.alive_file.touch()
-            except Exception:  # the store is briefly unreachable: try again next round
-                log.exception("reaper round failed")
+                if failing:
+                    log.info("reaper rounds succeed again")
+                failing = False
+            except Exception as exc:  # the store is unreachable: try again next round, say so once
+                if not failing:
+                    log.warning("reaper round failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+                failing = True
             if self._stop.wait(interval):
                 return
 
@@ -218,8 +230,9 @@ class JobQueue:
             if doc["state"] != "running" or now() - (doc.get("heartbeat_at") or 0) <= settings.jobs_lease_s:
                 continue
             stale_owner = doc.get("owner")
+            requeued: list[bool] = []  # set by this round's own change, not guessed from the clock
 
-            def change(d: Doc, owner: str | None = stale_owner) -> Doc | None:
+            def change(d: Doc, owner: str | None = stale_owner, requeued: list[bool] = requeued) -> Doc | None:
                 if d["state"] != "running" or d.get("owner") != owner:
                     return None  # it moved on meanwhile
                 if d["attempts"] >= settings.jobs_max_attempts:
@@ -232,12 +245,13 @@ class JobQueue:
                         settings.jobs_result_ttl_s,
                     )
                 d.update(state="queued", owner=None, enqueued_at=now(), updated_at=now())
+                requeued.append(True)
                 return d
 
             new = self.store.modify(doc["id"], change)
             if new is None:
                 continue
-            if new["state"] == "queued" and new.get("owner") is None and new["updated_at"] > doc["updated_at"]:
+            if requeued:
                 log.warning("worker lost: job queued again", extra={"job_id": doc["id"], "attempts": new["attempts"]})
                 metrics.JOBS_RECOVERED.labels("requeued").inc()
                 self.enqueue(doc["id"])
@@ -246,7 +260,8 @@ class JobQueue:
                 metrics.JOBS_RECOVERED.labels("failed").inc()
                 self.store.drop_file(doc["id"])
         self.store.purge_expired()
-        self.alerts.reap(settings.jobs_lease_s)
+        for hook in self.on_reap:
+            hook()
 
     def close(self) -> None:
         self.stop()

@@ -13,12 +13,12 @@ import heapq
 import io
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from PIL import Image
 
 from deepfake_api import faces, metrics, tracking, video
-from deepfake_api.alerts.events import video_events
 from deepfake_api.engine import InferenceEngine
 from deepfake_api.errors import AnalysisFailed, DeepfakeError, InvalidVideo, JobTimeout
 from deepfake_api.jobs.queue import JobQueue, failed, now
@@ -51,7 +51,14 @@ def frame_blob(index: int) -> str:
 
 
 class VideoAnalyser:
-    def __init__(self, queue: JobQueue, engine: InferenceEngine, model: DeepfakeModel) -> None:
+    def __init__(
+        self,
+        queue: JobQueue,
+        engine: InferenceEngine,
+        model: DeepfakeModel,
+        on_done: Callable[[Doc], object] | None = None,
+    ) -> None:
+        self.on_done = on_done  # told of every finished job (the alerts side subscribes; jobs/ knows nothing of it)
         self.queue = queue
         self.store = queue.store
         self.settings = queue.settings
@@ -95,12 +102,11 @@ class VideoAnalyser:
             return d
 
         ended = self._end(job_id, owner, done)
-        if ended is not None and ended.get("state") == "done":
+        if ended is not None and ended.get("state") == "done" and self.on_done is not None:
             try:
-                for event, data in video_events(ended, self.settings.public_url):
-                    self.queue.alerts.emit(event, data)
-            except Exception:  # the job is done either way
-                log.exception("video alert not recorded", extra={"job_id": job_id})
+                self.on_done(ended)
+            except Exception as exc:  # the job is done either way
+                log.warning("video job done, not announced", extra={"job_id": job_id, "error": type(exc).__name__})
         metrics.JOBS.labels("done").inc()
         metrics.JOB_SECONDS.observe(elapsed)
         log.info("video job done", extra={"job_id": job_id, "label": result["label"], "seconds": round(elapsed, 2)})
