@@ -33,6 +33,7 @@ test: $(ASSETS)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 bench: $(ASSETS)
 	$(BIN)/python -m bench.faces

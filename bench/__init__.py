@@ -1,1 +1,2 @@
-"""Benchmarks: `python -m bench.run` (pipeline limit, service, seed-style baseline) and `bench.sweep`."""
+"""Benchmarks, one module per question (bench/REPORT.md lists them): each measures in one run and
+writes bench/results/<name>-<timestamp>.json."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deepfake_api.config import Settings, available_cpus
+from deepfake_api.config import Settings, available_cpus, checkout_root, models_dir
 
 AFFINITY = len(os.sched_getaffinity(0))
 
@@ -40,3 +40,18 @@ def test_workers_share_the_cores_and_explicit_values_win() -> None:
         Settings(inference_threads=3, decode_threads=5).inference_threads,
         Settings(decode_threads=5).decode_threads,
     ) == (3, 5)
+
+
+def test_the_checkout_is_found_by_its_pyproject_not_by_a_fixed_depth(tmp_path: Path) -> None:
+    """Issue 27 defect 7: parents[2] named a directory beside site-packages once installed."""
+    checkout = tmp_path / "work" / "repo"
+    (checkout / "src" / "deepfake_api" / "api").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text("[project]\n")
+    deep = checkout / "src" / "deepfake_api" / "api" / "x.py"
+    assert checkout_root(deep) == checkout
+    assert models_dir(deep) == checkout / "models"
+    installed = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "deepfake_api" / "config.py"
+    installed.parent.mkdir(parents=True)
+    assert checkout_root(installed) is None
+    assert models_dir(installed) == Path.cwd() / "models"
+    assert checkout_root() == Path(__file__).resolve().parents[1]  # this checkout

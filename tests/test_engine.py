@@ -42,6 +42,7 @@ class FakeModel:
         self.decision: Decision | None = DECISION
         self.error = error
         self.batches: list[int] = []
+        self.levels: list[list[int]] = []  # each batch's crops by brightness: who was in it, in order
         self.gate = threading.Event()
         self.gate.set()
         self.concurrent = 0  # model calls overlapping another one: the interpreter is not thread-safe
@@ -55,6 +56,7 @@ class FakeModel:
         try:
             self.gate.wait(timeout=120)  # a bound so a failing test cannot hang the run
             self.batches.append(len(crops))
+            self.levels.append([round(float(c.mean())) for c in crops])
             if self.error is not None:
                 raise self.error
             fused = _face_score(crops.reshape(len(crops), -1).mean(axis=1))
@@ -277,3 +279,42 @@ async def test_stop_drains_admitted_requests(model: FakeModel) -> None:
     assert not engine.running
     with pytest.raises(ModelNotReady):
         await engine.predict(images[0])
+
+
+def _frame(level: int) -> ImageFaces:
+    face = Face(box=(0.0, 0.0, 40.0, 40.0), landmarks=((1.0, 1.0),) * 5, score=0.9)
+    crop = np.full((CROP_SIZE, CROP_SIZE, 3), level, np.uint8)
+    return ImageFaces(64, 64, 64, 64, "video", [], [FaceCandidate(face, "judged", crop)])
+
+
+async def _until(condition: Any) -> None:
+    for _ in range(6000):  # a bound so a failing test cannot hang the run, not a timing assertion
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the engine never got there")
+
+
+@pytest.mark.parametrize(
+    ("frame_max_wait_ms", "second_batch", "third_batch"),
+    [
+        (NEVER_MS, [10, 25, 35, 50], [250]),  # images first; the frame after them
+        (0.0, [250], [10, 25, 35, 50]),  # the frame has waited its bound: next, in a batch of its own
+    ],
+)
+async def test_video_frames_come_after_images_but_never_wait_past_their_bound(
+    model: FakeModel, frame_max_wait_ms: float, second_batch: list[int], third_batch: list[int]
+) -> None:
+    """Issue 27 defect 16: frames queued first-come with images waited behind every image."""
+    engine = await _started(model, max_batch_size=4, frame_max_wait_ms=frame_max_wait_ms)
+    model.gate.clear()
+    busy = asyncio.ensure_future(engine.predict(_image(1)))  # holds the model
+    await _until(lambda: model._active == 1)
+    frame = engine.score_frame(_frame(250))  # queued before the images below
+    images = [asyncio.ensure_future(engine.predict(_image(i))) for i in (0, 3, 5, 8)]  # one face each
+    await _until(lambda: engine.queue_depth == 5)
+    model.gate.set()
+    await asyncio.gather(busy, *images)
+    assert frame.result(timeout=60).score is not None
+    await engine.stop()
+    assert model.levels[1:] == [second_batch, third_batch]

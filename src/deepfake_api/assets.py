@@ -20,7 +20,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "models" / "vendor"
+from deepfake_api.config import models_dir
+
+DEFAULT_DIR = models_dir() / "vendor"
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,22 @@ workers), at most BODY_BUDGET_CAP each: the model, decoded images and the runtim
 BODY_BUDGET_CAP = 512 * 1024 * 1024
 
 
-_REPO_MODEL = Path(__file__).resolve().parents[2] / "models" / "model_card.json"
+def checkout_root(start: Path | None = None) -> Path | None:
+    """The source checkout this package runs from (`make run`: an editable install), found by its
+    pyproject.toml beside src/deepfake_api, however deep the file is; None when installed elsewhere
+    (a wheel, the container), where the settings name the model."""
+    for parent in Path(start or __file__).resolve().parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "src" / "deepfake_api").is_dir():
+            return parent
+    return None
+
+
+def models_dir(start: Path | None = None) -> Path:
+    """models/ of the checkout, else of the working directory."""
+    return (checkout_root(start) or Path.cwd()) / "models"
+
+
+_REPO_MODEL = models_dir() / "model_card.json"
 
 
 class Settings(BaseSettings):
@@ -144,6 +159,11 @@ class Settings(BaseSettings):
     """Frames analysed per second of video (fewer when video_max_frames would be exceeded)."""
     video_max_frames: int = Field(240, ge=1, le=10_000)
     """Most frames analysed per video: longer videos are sampled evenly over their whole length."""
+    video_frame_max_wait_ms: float = Field(200.0, ge=0)
+    """Video frames go to the model after the image requests waiting then (they fill the room a
+    batch has left), but a frame that has waited this long is the next batch, on its own: under
+    image load a video still moves, a frame about every bound + one batch (README: "Images and
+    video frames"). 0: frames first."""
     video_max_wait_s: float = Field(60.0, ge=0)
     """Longest POST /videos?wait=… may hold the request for a result (202 with the job after)."""
     jobs_backend: str = Field("sqlite", pattern="^(sqlite|redis)$")

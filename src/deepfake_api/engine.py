@@ -75,6 +75,7 @@ class _Pending:
     future: asyncio.Future[Verdict] | concurrent.futures.Future[Verdict]
     loop: asyncio.AbstractEventLoop | None  # None: a caller on a plain thread (a video job's frames)
     explain: bool = False
+    queued_at: float = 0.0  # time.monotonic() when a video frame was queued
 
     @property
     def n_faces(self) -> int:
@@ -120,11 +121,13 @@ class InferenceEngine:
         max_in_flight: int = 64,
         decode_threads: int = 2,
         retry_after_s: int = 1,
+        frame_max_wait_ms: float = 200.0,
         decode: Callable[[bytes], ImageFaces],
     ) -> None:
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
+        self.frame_max_wait = frame_max_wait_ms / 1000.0
         self.max_in_flight = max_in_flight
         self.retry_after_s = retry_after_s
         self._decode = decode
@@ -133,7 +136,8 @@ class InferenceEngine:
         # Shared by the decode workers and the model thread, under `_changed`:
         self._changed = threading.Condition()
         self._decoding = 0
-        self._ready: deque[_Pending] = deque()
+        self._ready: deque[_Pending] = deque()  # decoded image requests, first come first served
+        self._frames: deque[_Pending] = deque()  # video frames: after the images, but not for long
         self._model_busy = False
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -144,8 +148,8 @@ class InferenceEngine:
 
     @property
     def queue_depth(self) -> int:
-        """Decoded requests waiting for the model."""
-        return len(self._ready)
+        """Decoded requests and video frames waiting for the model."""
+        return len(self._ready) + len(self._frames)
 
     async def start(self) -> None:
         self._stopping = False
@@ -210,8 +214,8 @@ class InferenceEngine:
         with self._changed:
             if not self.running:
                 raise ModelNotReady("The model is not running.")
-            self._ready.append(_Pending(image, future, None, explain))
-            metrics.QUEUE_DEPTH.set(len(self._ready))
+            self._frames.append(_Pending(image, future, None, explain, time.monotonic()))
+            metrics.QUEUE_DEPTH.set(self.queue_depth)
             self._changed.notify_all()
         return future
 
@@ -240,12 +244,12 @@ class InferenceEngine:
         with self._changed:
             self._decoding -= 1
             if pending is not None and not future.done():  # a caller past its deadline has gone
-                inline = self._decoding == 0 and not self._ready and not self._model_busy
+                inline = self._decoding == 0 and not self._ready and not self._frames and not self._model_busy
                 if inline:
                     self._model_busy = True
                 else:
                     self._ready.append(pending)
-                    metrics.QUEUE_DEPTH.set(len(self._ready))
+                    metrics.QUEUE_DEPTH.set(self.queue_depth)
             self._changed.notify_all()
         if inline:
             assert pending is not None
@@ -266,13 +270,13 @@ class InferenceEngine:
         decoding and for at most `max_wait`: an idle service adds no latency.
         """
         with self._changed:
-            while not self._ready or self._model_busy:
-                if self._stopping and not self._ready:
+            while not (self._ready or self._frames) or self._model_busy:
+                if self._stopping and not (self._ready or self._frames):
                     return None
                 self._changed.wait()
             deadline = time.monotonic() + self.max_wait
             closed_by = "full"
-            while sum(p.n_faces for p in self._ready) < self.max_batch_size:
+            while self._queued_faces() < self.max_batch_size:
                 if self._decoding == 0:
                     closed_by = "idle"
                     break
@@ -280,15 +284,31 @@ class InferenceEngine:
                 if remaining <= 0 or not self._changed.wait(remaining):
                     closed_by = "wait"
                     break
-            # Whole images, up to max_batch_size faces (an image with more faces than that goes alone).
-            batch = [self._ready.popleft()]
-            faces = batch[0].n_faces
-            while self._ready and faces + self._ready[0].n_faces <= self.max_batch_size:
-                faces += self._ready[0].n_faces
-                batch.append(self._ready.popleft())
+            batch = self._take()
             self._model_busy = True
-            metrics.QUEUE_DEPTH.set(len(self._ready))
+            metrics.QUEUE_DEPTH.set(self.queue_depth)
         return batch, closed_by
+
+    def _queued_faces(self) -> int:
+        return sum(p.n_faces for p in self._ready) + sum(p.n_faces for p in self._frames)
+
+    def _take(self) -> list[_Pending]:
+        """Whole images, up to max_batch_size faces (an image with more faces than that goes alone).
+
+        The priority (README, "Images and video frames"): image requests first, in order, and
+        video frames fill the room a batch has left; a frame that has waited `frame_max_wait`
+        goes next, in a batch of its own (the images behind it wait for its faces either way, and
+        its own answer is not held up by theirs). So under image load a video still moves, a
+        frame about every bound plus one batch, and an image waits at most one frame's faces more.
+        """
+        overdue = bool(self._frames) and time.monotonic() - self._frames[0].queued_at >= self.frame_max_wait
+        batch: list[_Pending] = []
+        faces = 0
+        for queue in (self._frames,) if overdue else (self._ready, self._frames):
+            while queue and (not batch or faces + queue[0].n_faces <= self.max_batch_size):
+                faces += queue[0].n_faces
+                batch.append(queue.popleft())
+        return batch
 
     def _model_loop(self) -> None:
         while (taken := self._next_batch()) is not None:

@@ -41,10 +41,10 @@ class PathlessJsonFormatter(JsonFormatter):
     """One JSON object per line; messages and tracebacks without the server's directories."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
-        return strip_dirs(super().formatMessage(record))
+        return strip_dirs(str(super().formatMessage(record)))
 
     def formatException(self, ei: Any) -> str:  # noqa: N802
-        return strip_dirs(super().formatException(ei))
+        return strip_dirs(str(super().formatException(ei)))
 
     def process_log_record(self, log_record: dict[str, Any]) -> dict[str, Any]:
         message = log_record.get("message")
@@ -57,7 +57,7 @@ class CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to sys.stderr as it is when a record is written, not as it was when the app was built:
     an app built in process (the CLI's in-process scorer, tests) outlives a swapped-out stderr."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return self.__dict__.get("_fixed") or sys.stderr
 
@@ -136,7 +136,14 @@ def log_warnings() -> None:
     """Python warnings become log records (category and message, no file path or source line)."""
     logger = logging.getLogger("py.warnings")
 
-    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, *_: Any) -> None:
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
         logger.warning("%s: %s", category.__name__, strip_dirs(str(message)))
 
     warnings.showwarning = show

@@ -56,6 +56,7 @@ def build_runtime(settings: Settings, model: DeepfakeModel | None = None, *, ser
         max_in_flight=settings.max_in_flight,
         decode_threads=settings.decode_threads if serve_images else 1,
         retry_after_s=settings.retry_after_s,
+        frame_max_wait_ms=settings.video_frame_max_wait_ms,
         decode=partial(_analyse, model, settings) if serve_images else _no_uploads,
     )
     images = ImageService(

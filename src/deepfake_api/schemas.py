@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from deepfake_api.records import EventName
+
 SCHEMA_VERSION = "2"
 
 
@@ -359,7 +361,7 @@ class Job(BaseModel):
     links: dict[str, str] = Field(default_factory=dict)
 
 
-AlertEvent = Literal["image.fake", "image.uncertain", "video.done", "video.fake", "video.uncertain"]
+AlertEvent = EventName
 
 
 class SubscriptionCreate(BaseModel):
@@ -372,7 +374,7 @@ class SubscriptionCreate(BaseModel):
         None, description="Standard Webhooks secret (whsec_ + base64); generated when absent, shown once"
     )
     emails: list[str] | None = Field(None, max_length=20, examples=[["moderation@example.com"]])
-    events: list[AlertEvent] = Field(default_factory=lambda: ["image.fake", "video.fake"])
+    events: list[AlertEvent] = Field(default_factory=lambda: [EventName.IMAGE_FAKE, EventName.VIDEO_FAKE])
     min_score: float = Field(0.0, ge=0, le=1, description="Only verdicts with at least this P(fake) (not video.done)")
 
 

@@ -23,9 +23,10 @@ from deepfake_api.config import Settings
 from deepfake_api.errors import DeepfakeError, InvalidSubscription
 from deepfake_api.fetch import FetchPolicy, SafeFetcher
 from deepfake_api.jobs.store import Doc, JobStore
+from deepfake_api.records import EventName
 
-EVENTS = ("image.fake", "image.uncertain", "video.done", "video.fake", "video.uncertain")
-DEFAULT_EVENTS = ["image.fake", "video.fake"]
+EVENTS = tuple(EventName)
+DEFAULT_EVENTS = [EventName.IMAGE_FAKE, EventName.VIDEO_FAKE]
 EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 STATE = "subscription"
 

@@ -20,7 +20,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
+
+from deepfake_api.records import check_record
 
 Doc = dict[str, Any]
 Change = Callable[[Doc], Doc | None]
@@ -105,6 +107,7 @@ class SqliteStore:
         with self._tx() as db:  # IMMEDIATE: no other writer between the count and the insert
             if admit is not None:
                 admit(self._active(db))
+            check_record(doc)
             db.execute(
                 "INSERT INTO jobs (id, state, expires_at, doc) VALUES (?, ?, ?, ?)",
                 (doc["id"], doc["state"], doc.get("expires_at"), json.dumps(doc)),
@@ -123,6 +126,7 @@ class SqliteStore:
             new = change(dict(doc))
             if new is None:
                 return doc
+            check_record(new)  # a shape bug fails its writer, not a later reader
             db.execute(
                 "UPDATE jobs SET state = ?, expires_at = ?, doc = ? WHERE id = ?",
                 (new["state"], new.get("expires_at"), json.dumps(new), job_id),
@@ -216,6 +220,7 @@ class RedisStore:
         return None
 
     def _write(self, pipe: Any, doc: Doc) -> None:
+        check_record(doc)  # a shape bug fails its writer, not a later reader
         key = self._key("doc", doc["id"])
         pipe.set(key, json.dumps(doc), ex=self._ttl(doc))
         if doc["state"] in INDEXED:
@@ -278,7 +283,7 @@ class RedisStore:
     def by_state(self, state: str) -> list[Doc]:
         key = self._key("state", state)
         docs = []
-        for doc_id in sorted(i.decode() for i in self.r.smembers(key)):
+        for doc_id in sorted(cast(bytes, i).decode() for i in self.r.smembers(key)):
             doc = self.get(doc_id)
             if doc is None:
                 self.r.srem(key, doc_id)  # expired
@@ -291,7 +296,7 @@ class RedisStore:
         return docs
 
     def _active(self, r: Any) -> list[Doc]:
-        ids = sorted(i.decode() for i in r.smembers(self._key("active")))
+        ids = sorted(cast(bytes, i).decode() for i in r.smembers(self._key("active")))
         docs, gone = [], []
         now = time.time()
         for job_id in ids:
@@ -330,7 +335,7 @@ class RedisStore:
         try:
             with os.fdopen(fd, "wb") as fh:
                 for start in range(0, size, CHUNK):
-                    fh.write(self.r.getrange(key, start, min(size, start + CHUNK) - 1))
+                    fh.write(cast(bytes, self.r.getrange(key, start, min(size, start + CHUNK) - 1)))
             yield Path(name)
         finally:
             Path(name).unlink(missing_ok=True)
@@ -345,7 +350,7 @@ class RedisStore:
         if self.get(job_id) is None:
             return None
         data = self.r.hget(self._key("blobs", job_id), name)
-        return bytes(data) if data is not None else None
+        return bytes(cast(bytes, data)) if data is not None else None
 
     def ping(self) -> None:
         self.r.ping()

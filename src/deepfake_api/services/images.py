@@ -36,10 +36,14 @@ class Engine(Protocol):
 
 
 class Model(Protocol):
-    name: str
-    version: str
-    sha256: str
     decision: Decision | None
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
 
     def detector_info(self) -> list[dict[str, str]]: ...
 
@@ -168,7 +172,7 @@ def face_result(f: FaceVerdict, detectors: list[dict[str, str]], model: Any = No
     face = f.candidate.face
     x, y, w, h = face.box
     return FaceResult(
-        status=f.candidate.status,  # type: ignore[arg-type]
+        status=f.candidate.status,
         box=Box(x=x, y=y, width=w, height=h),
         landmarks=list(face.landmarks),
         detection_score=min(1.0, face.score),

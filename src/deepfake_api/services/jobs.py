@@ -148,7 +148,8 @@ class JobService:
         deadline = time.monotonic() + min(seconds, self.settings.video_max_wait_s)
         while doc["state"] in ACTIVE and time.monotonic() < deadline:
             await asyncio.sleep(POLL_S)
-            doc = await self.call(self.store.get, doc["id"]) or doc
+            fresh = await self.call(self.store.get, doc["id"])
+            doc = fresh or doc
         return doc
 
     async def cancel_or_delete(self, job_id: str) -> Doc | None:
