@@ -36,25 +36,27 @@ def test_the_fusion_never_weighs_a_detector_against_its_own_verdict() -> None:
     assert ((p >= 0.5) == (y == 1)).mean() > 0.85
 
 
-def test_the_band_keeps_every_hold_out_right_when_it_commits() -> None:
+def test_the_decision_rule_keeps_its_promises_on_every_hold_out_and_commits_as_much_as_they_allow() -> None:
     rng = np.random.default_rng(1)
     parts = {}
-    for src, spread in (("easy", 3.0), ("hard", 0.7)):
-        y = np.repeat([0, 1], 300)
+    for src, spread in (("easy", 3.0), ("medium", 1.5), ("hard", 0.7)):
+        y = np.repeat([0, 1], 400)
         parts[src] = (y, 1 / (1 + np.exp(-((2 * y - 1) * spread + rng.normal(0, 1, len(y))))))
-    low, high = ensemble.choose_band(parts)
+    (low, high), floor = ensemble.choose_band(parts)
     assert 0 < low < 0.5 < high < 1
-    for y, p in parts.values():
-        conf = (p <= low) | (p >= high)
-        assert ((p[conf] >= 0.5) == (y[conf] == 1)).mean() >= ensemble.ACCURACY_OUTSIDE
-    # the band is as narrow as that allows: one step narrower fails somewhere
-    narrower = [(low + 0.01, high), (low, high - 0.01)]
-    for lo, hi in narrower:
-        if lo >= 0.5 or hi <= 0.5:
+    assert floor in ensemble.ACCURACY_FLOORS
+    checks = [ensemble.BandCheck.of(y, p, (low, high)) for y, p in parts.values()]
+    for c in checks:
+        assert c.accuracy_outside is not None and c.accuracy_outside >= floor
+        assert c.real_called_fake is not None and c.real_called_fake <= ensemble.MAX_REAL_CALLED_FAKE
+    # the easy source commits far more than the hard one: the weak source lowers no one else's answers
+    assert checks[0].committed() > checks[2].committed() + 0.2
+    assert checks[0].real_called_real > 0.5 and checks[0].fake_called_fake > 0.5
+    # no neighbouring band keeps the same promises with more right answers
+    gain = np.mean([c.committed() for c in checks])
+    for lo, hi in ((low - 0.01, high), (low + 0.01, high), (low, high - 0.01), (low, high + 0.01)):
+        if not (0 < lo < 0.5 < hi < 1):
             continue
-        accs = []
-        for y, p in parts.values():
-            conf = (p <= lo) | (p >= hi)
-            accs.append(((p[conf] >= 0.5) == (y[conf] == 1)).mean())
-        covered_more = any(((p <= lo) | (p >= hi)).sum() > ((p <= low) | (p >= high)).sum() for _, p in parts.values())
-        assert not covered_more or min(accs) < ensemble.ACCURACY_OUTSIDE
+        cs = [ensemble.BandCheck.of(y, p, (lo, hi)) for y, p in parts.values()]
+        keeps = all(c.accuracy_outside >= floor and c.real_called_fake <= ensemble.MAX_REAL_CALLED_FAKE for c in cs)
+        assert not keeps or np.mean([c.committed() for c in cs]) <= gain + 1e-12

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from deepfake_api.detectors.encoder import GRID, ClipEncoder
+from deepfake_api.detectors.pooled_head import PooledHead
 
 EXPLAIN_METHOD = "patch-token attribution: d logit / d mean-token feature . (token - mean) / N, summed over layers"
 
@@ -96,11 +97,18 @@ def patch_contributions(grads: dict[str, np.ndarray], feats: dict[str, np.ndarra
     return total.reshape(n, GRID, GRID)
 
 
+def load_head(path: Path) -> LinearHead | PooledHead:
+    """A head file as training wrote it: `.npz` the learned block pooling, `.json` a linear head."""
+    if path.suffix == ".npz":
+        return PooledHead.from_file(path)
+    return LinearHead(json.loads(path.read_text()))
+
+
 class ClipHeadDetector:
     def __init__(self, entry: dict[str, Any], model_dir: Path, encoder_path: Path, *, threads: int = 1) -> None:
         self.name = str(entry["name"])
         self.version = str(entry["version"])
-        self.head = LinearHead(json.loads((model_dir / entry["file"]).read_text()))
+        self.head = load_head(model_dir / entry["file"])
         self.encoder = ClipEncoder(
             encoder_path, layers=layers_of(self.head.keys), sha256=entry["encoder"]["sha256"], threads=threads
         )

@@ -20,6 +20,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from deepfake_api import assets, faces
@@ -28,7 +29,29 @@ from deepfake_api.preprocess import decode_image
 from deepfake_api.training.data import DEFAULT_DATA_DIR, Item, read_items
 from deepfake_api.training.sbi import self_blend
 
-CACHE_LAYERS = (3, 5, 7, 9, 11)
+CACHE_LAYERS = tuple(range(12))  # every block: the learned block pooling reads CLS + mean of each
+
+
+def degrade(crop: np.ndarray, seed: int) -> np.ndarray:
+    """A lower-quality copy of a face crop, same label: JPEG re-compression, blur, or a down-up resize
+    (alone or two together). Training only: it teaches the heads that sharpness and compression are
+    not evidence either way (most genuine photos on the web are small and compressed; most fakes in
+    the training sources are clean)."""
+    rng = np.random.default_rng(seed)
+    out = crop
+    ops = rng.choice(3, size=int(rng.integers(1, 3)), replace=False)
+    for op in sorted(ops.tolist()):
+        if op == 0:
+            f = float(rng.uniform(0.3, 0.7))
+            side = max(16, round(out.shape[0] * f))
+            small = cv2.resize(out, (side, side), interpolation=cv2.INTER_AREA)
+            out = cv2.resize(small, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_LINEAR)
+        elif op == 1:
+            out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.6, 1.6)))
+    if 2 in ops or rng.random() < 0.5:
+        ok, buf = cv2.imencode(".jpg", out[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 80))])
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+    return np.ascontiguousarray(out)
 
 
 def interleaved(items: list[Item], seed: int = 0) -> list[Item]:
@@ -75,6 +98,12 @@ def cache_shard(rows: list[Item], detector: faces.FaceDetector, encoder: ClipEnc
     # The last shards of the interleaved order may hold fakes only: no real face, no pseudo-fake.
     sbi_crops = np.stack(blended) if blended else np.zeros((0, faces.CROP_SIZE, faces.CROP_SIZE, 3), np.uint8)
     feats = _encode(encoder, crops_arr[found]) if found.any() else {}
+    aug_crops = (
+        np.stack([degrade(c, seed_of("aug:" + it.sha256)) for c, it, f in zip(crops, rows, found, strict=True) if f])
+        if found.any()
+        else np.zeros((0, faces.CROP_SIZE, faces.CROP_SIZE, 3), np.uint8)
+    )
+    aug_feats = _encode(encoder, aug_crops) if len(aug_crops) else {}
     sbi_feats = _encode(encoder, sbi_crops) if len(sbi_crops) else {}
     np.savez(
         path.with_suffix(".tmp.npz"),
@@ -87,6 +116,8 @@ def cache_shard(rows: list[Item], detector: faces.FaceDetector, encoder: ClipEnc
         sbi_crops=sbi_crops,
         **{f"f_{k}": v for k, v in feats.items()},
         **{f"sbi_{k}": v for k, v in sbi_feats.items()},
+        aug_crops=aug_crops,
+        **{f"aug_{k}": v for k, v in aug_feats.items()},
     )
     path.with_suffix(".tmp.npz").rename(path)
 

@@ -14,7 +14,7 @@ import argparse
 import csv
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,9 @@ class Cache:
     sbi_parent: np.ndarray  # index into files of each SBI row's real face
     sbi_feats: dict[str, np.ndarray]
     crops: list[Path]
+    # a lower-quality copy of every face (training/features.degrade), same rows as feats; empty when
+    # the cache predates it
+    aug_feats: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def sources(self) -> list[str]:
@@ -47,6 +50,21 @@ class Cache:
         """Sources without a real face (sd-portraits, stylegan3): scored against other sources' reals."""
         return {s for s in self.sources if not ((self.dataset == s) & (self.y == 0)).any()}
 
+    @property
+    def real_only(self) -> set[str]:
+        """Sources without a fake face (utkface): scored against other sources' fakes."""
+        return {s for s in self.sources if not ((self.dataset == s) & (self.y == 1)).any()}
+
+    def held_out(self, source: str, mask: np.ndarray, others: np.ndarray) -> np.ndarray:
+        """`source`'s rows in `mask`; a one-class source is completed with the missing class from `others`
+        (another split or other sources' test faces, never trained on)."""
+        m = mask & (self.dataset == source)
+        if source in self.fake_only:
+            m = m | (others & (self.dataset != source) & (self.y == 0))
+        if source in self.real_only:
+            m = m | (others & (self.dataset != source) & (self.y == 1))
+        return m
+
 
 def load_cache(cache: Path, split_csv: Path, keys: tuple[str, ...] | None = None) -> Cache:
     """Every cached row with a face and a split side (excluded images are dropped)."""
@@ -55,6 +73,7 @@ def load_cache(cache: Path, split_csv: Path, keys: tuple[str, ...] | None = None
     files, feats, sbi_parent, sbi_feats = [], {}, [], {}
     parts: dict[str, list[np.ndarray]] = {}
     sbi_parts: dict[str, list[np.ndarray]] = {}
+    aug_parts: dict[str, list[np.ndarray]] = {}
     shards = sorted(p for p in cache.glob("shard-*.npz") if ".spectrum" not in p.name)
     for shard in shards:
         d = {**np.load(shard), **_spectrum(shard)}
@@ -68,12 +87,15 @@ def load_cache(cache: Path, split_csv: Path, keys: tuple[str, ...] | None = None
         files.extend(str(n) for n in names)
         for k in use:
             parts.setdefault(k, []).append(d[f"f_{k}"].astype(np.float32))
+            if f"aug_{k}" in d:
+                aug_parts.setdefault(k, []).append(d[f"aug_{k}"].astype(np.float32))
         if len(d["sbi_of"]):
             sbi_parent.extend(base + pos[d["sbi_of"]])
             for k in use:
                 sbi_parts.setdefault(k, []).append(d[f"sbi_{k}"].astype(np.float32))
     feats = {k: np.concatenate(v) for k, v in parts.items()}
     sbi_feats = {k: np.concatenate(v) for k, v in sbi_parts.items()}
+    aug_feats = {k: np.concatenate(v) for k, v in aug_parts.items() if sum(map(len, v)) == sum(map(len, parts[k]))}
     rows = [side.get(f) for f in files]
     keep = np.array([r is not None and r["split"] in ("train", "val", "test") for r in rows], bool)
     idx_map = -np.ones(len(files), int)
@@ -90,6 +112,7 @@ def load_cache(cache: Path, split_csv: Path, keys: tuple[str, ...] | None = None
         sbi_parent=sbi_parent_arr[sbi_keep],
         sbi_feats={k: v[sbi_keep] for k, v in sbi_feats.items()},
         crops=shards,
+        aug_feats={k: v[keep] for k, v in aug_feats.items()},
     )
 
 
@@ -126,6 +149,8 @@ def _spectrum(shard: Path) -> dict[str, np.ndarray]:
     d = np.load(shard)
     found = d["n_faces"] > 0
     out = {"f_spectrum": spectrum_features(d["crops"][found])["spectrum"]}
+    if "aug_crops" in d and len(d["aug_crops"]):
+        out["aug_spectrum"] = spectrum_features(d["aug_crops"])["spectrum"]
     if len(d["sbi_crops"]):
         out["sbi_spectrum"] = spectrum_features(d["sbi_crops"])["spectrum"]
     else:
@@ -157,12 +182,17 @@ def fit_head(x: np.ndarray, y: np.ndarray, groups: np.ndarray, keys: tuple[str, 
 
 
 def training_rows(
-    cache: Cache, mask: np.ndarray, keys: tuple[str, ...], sbi: bool
+    cache: Cache, mask: np.ndarray, keys: tuple[str, ...], sbi: bool, aug: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features, labels and cell ids of the rows in `mask`, plus the SBI pseudo-fakes of their real faces."""
+    """Features, labels and cell ids of the rows in `mask`, plus the SBI pseudo-fakes of their real
+    faces and (when cached) a lower-quality copy of each face, in its face's cell."""
     x = design(cache.feats, keys, normalise=layer_normed(keys))[mask]
     y = cache.y[mask]
     g = cache.dataset[mask]
+    if aug and all(k in cache.aug_feats for k in keys):
+        x = np.concatenate([x, design(cache.aug_feats, keys, normalise=layer_normed(keys))[mask]])
+        y = np.concatenate([y, y])
+        g = np.concatenate([g, g])
     if sbi and len(cache.sbi_parent):
         take = mask[cache.sbi_parent]
         xs = design(cache.sbi_feats, keys, normalise=layer_normed(keys))[take]
@@ -174,9 +204,7 @@ def training_rows(
 
 def auc_with_reals(cache: Cache, scores: np.ndarray, source: str, mask: np.ndarray, reals: np.ndarray) -> float | None:
     """AUC of `source`'s rows in `mask`; fake-only sources are ranked against `reals` (other sources' real faces)."""
-    m = mask & (cache.dataset == source)
-    if source in cache.fake_only:
-        m = m | (reals & (cache.y == 0))
+    m = cache.held_out(source, mask, reals)
     y = cache.y[m]
     if len(set(y.tolist())) < 2:
         return None
@@ -227,10 +255,17 @@ def main(argv: list[str] | None = None) -> int:
         "--keys", nargs="+", action="append", help="feature set(s), e.g. --keys l11_cls --keys l7_cls l7_mean"
     )
     p.add_argument("--sbi", choices=("no", "yes", "both"), default="both")
+    p.add_argument("--c-grid", type=float, nargs="+", default=None, help=f"C values to try (default {C_GRID})")
+    p.add_argument("--no-aug", action="store_true", help="leave out the degraded copies of the training faces")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    cache = load_cache(args.cache, args.split)
+    global C_GRID
+    if args.c_grid:
+        C_GRID = tuple(args.c_grid)
     sets = [tuple(k) for k in (args.keys or [["l11_cls"]])]
+    cache = load_cache(args.cache, args.split, tuple({k for ks in sets for k in ks}))
+    if args.no_aug:
+        cache.aug_feats = {}
     counts = {src: int((cache.dataset == src).sum()) for src in cache.sources}
     sys.stderr.write(f"{len(cache.y)} faces, {len(cache.sbi_parent)} SBI: {counts}\n")
     results = []
@@ -242,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {
                 "keys": list(keys),
                 "sbi": sbi,
+                "aug": bool(cache.aug_feats),
                 "loso": {k: v["auc"] for k, v in lo.items()},
                 "loso_mean": float(np.mean(aucs)),
                 "loso_min": float(np.min(aucs)),

@@ -21,8 +21,10 @@ COLUMNS = (
     ("accuracy", "accuracy at 0.5"),
     ("uncertain_share", "uncertain"),
     ("accuracy_outside_band", "accuracy outside the band"),
-    ("fake_called_fake", "fakes called fake"),
+    ("real_called_real", "reals called real"),
     ("real_called_fake", "reals called fake"),
+    ("fake_called_fake", "fakes called fake"),
+    ("fake_called_real", "fakes called real"),
     ("ece", "ECE"),
 )
 
@@ -54,6 +56,31 @@ def detector_table(
     mean = np.mean([v for v in vals if v is not None])
     lines.append("| **fused** | " + " | ".join(_fmt(v) for v in vals) + f" | {mean:.3f} |")
     return "\n".join(lines)
+
+
+def kinds_table(kinds: dict[str, Any] | None) -> str:
+    if not kinds:
+        return "No kind head (the data names fewer than two kinds)."
+    lines = [
+        "| held-out source | fakes | true kind(s) | kind seen in training | named right | named wrong | unknown "
+        "| named most |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for src, r in kinds["leave_one_source_out"].items():
+        true = ", ".join(f"{k} {v}" for k, v in r["true_kinds"].items())
+        lines.append(
+            f"| {src} | {r['fakes']} | {true} | {'yes' if r['kind_seen_in_training'] else 'no'} | "
+            f"{_fmt(r['named_right'])} | {_fmt(r['named_wrong'])} | {_fmt(r['unknown'])} | {r['top_named'] or '–'} |"
+        )
+    test = ["| test split | named right | named wrong | unknown |", "|---|---|---|---|"] + [
+        f"| {s} | {_fmt(r['named_right'])} | {_fmt(r['named_wrong'])} | {_fmt(r['unknown'])} |"
+        for s, r in kinds["test"].items()
+    ]
+    return (
+        "\n".join(lines)
+        + f"\n\n'unknown' below a top probability of {kinds['unknown_below']} (chosen on these hold-outs: "
+        "named right minus twice named wrong, averaged over sources); C = " + f"{kinds['C']}.\n\n" + "\n".join(test)
+    )
 
 
 def plots(holdout: dict[str, dict[str, dict[str, list[float]]]], band: list[float], out: Path) -> None:
@@ -164,7 +191,8 @@ Faces with a detected face and a split side (the split is group-aware: {card["da
 
 For each source, every detector and the fusion are fitted without it and score all of its
 faces; fake-only sources (sd-portraits, stylegan3) are ranked against the other sources' test
-reals. The fusion, the calibration and the band are fitted on these hold-out scores.
+reals, the real-only source (utkface) against the other sources' test fakes. The fusion, the
+calibration and the decision rule are fitted on these hold-out scores.
 
 {metrics_table(m["leave_one_source_out"])}
 
@@ -189,6 +217,12 @@ AUC per detector and fused:
 {detector_table(m["per_detector_auc"], m["test"], "test")}
 
 ![test split](test.png)
+
+## What kind of manipulation (the kind head)
+
+Per held-out source, what the kind head trained without that source calls its fakes:
+
+{kinds_table(m.get("kinds"))}
 
 ## FaceForensics++ per manipulation method
 
