@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import make_settings
+from tests.jobs.conftest import redis_server
 from tests.utils.apps import serving
 from tests.utils.images import jpeg_bytes
 
@@ -123,6 +124,26 @@ def test_polling_jobs_does_not_spend_the_image_quota(tmp_path) -> None:  # type:
         _assert_problem(client.get("/jobs/" + "0" * 32), 429, "rate-limited")  # the jobs bucket is spent
         assert [_post(client).status_code for _ in range(3)] == [200, 200, 200]  # the images' is whole
         _assert_problem(_post(client), 429, "rate-limited")
+
+
+def test_with_redis_the_buckets_are_shared_by_the_replicas(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with redis_server(tmp_path / "redis") as (url, _):
+        limit = {
+            "rate_limit_jobs": "4/minute",
+            "jobs_backend": "redis",
+            "redis_url": url,
+            "jobs_embedded_worker": False,
+        }
+        with serving(jobs_dir=tmp_path / "a", **limit) as a, serving(jobs_dir=tmp_path / "b", **limit) as b:
+            _two_replicas_share_one_bucket(a, b)
+
+
+def _two_replicas_share_one_bucket(a: TestClient, b: TestClient) -> None:
+    job = "/jobs/" + "1" * 32
+    assert [a.get(job).status_code, b.get(job).status_code, a.get(job).status_code] == [404, 404, 404]
+    assert b.get(job).status_code == 404
+    _assert_problem(a.get(job), 429, "rate-limited")  # the fifth in the window, whichever replica
+    _assert_problem(b.get(job), 429, "rate-limited")
 
 
 def test_a_rate_limit_that_cannot_be_parsed_fails_at_startup() -> None:

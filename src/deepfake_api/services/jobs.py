@@ -172,6 +172,10 @@ class JobService:
             raise JobNotFound(f"Job {job_id[:64]!r} has no kept frame {index}.")
         return data
 
+    def depth(self) -> dict[str, int]:
+        """Jobs queued and running now (the /metrics gauges)."""
+        return self.queue.depth()
+
     def _retry(self) -> dict[str, str]:
         return {"Retry-After": str(self.settings.jobs_retry_after_s)}
 
