@@ -248,6 +248,7 @@ def test_split(cache: Cache, keys: tuple[str, ...], sbi: bool) -> tuple[Head, di
 
 
 def main(argv: list[str] | None = None) -> int:
+    global C_GRID  # --c-grid narrows the grid for a quicker comparison
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cache", type=Path, required=True)
     p.add_argument("--split", type=Path, default=Path("reports/data/split.csv"))
@@ -259,7 +260,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-aug", action="store_true", help="leave out the degraded copies of the training faces")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    global C_GRID
     if args.c_grid:
         C_GRID = tuple(args.c_grid)
     sets = [tuple(k) for k in (args.keys or [["l11_cls"]])]
