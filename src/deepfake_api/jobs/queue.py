@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,44 +26,15 @@ from huey.consumer import Consumer
 
 from deepfake_api import metrics
 from deepfake_api.config import Settings
-from deepfake_api.errors import DeepfakeError, QueueUnavailable, WorkerLost
+from deepfake_api.errors import QueueUnavailable, WorkerLost
+from deepfake_api.jobs import states
+from deepfake_api.jobs.states import failed, now
 from deepfake_api.jobs.store import Doc, JobStore, RedisStore, SqliteStore, clear_partial_uploads
 
 log = logging.getLogger("deepfake_api.jobs")
 TASK = "analyse_video"
 RUNNERLESS_DELAY_S = 5.0
 """A message that reached a process with no runner goes back this much later, not at once (a hot loop)."""
-
-
-def now() -> float:
-    return time.time()
-
-
-def failed(doc: Doc, error: DeepfakeError, ttl_s: int) -> Doc:
-    """`doc` as a failed job, its reason a problem object."""
-    t = now()
-    doc.update(
-        state="failed",
-        finished_at=t,
-        updated_at=t,
-        expires_at=t + ttl_s,
-        problem=error.problem(instance=f"/jobs/{doc['id']}", request_id=doc.get("request_id", "")),
-        owner=None,
-    )
-    return doc
-
-
-def cancelled(doc: Doc, ttl_s: int) -> Doc | None:
-    """A client's cancel: a queued job (no worker has it) is cancelled now, and a later message finds
-    it so; a running one is asked to stop (its worker does at the next frame); else no change."""
-    if doc["state"] == "queued":
-        t = now()
-        doc.update(state="cancelled", finished_at=t, updated_at=t, expires_at=t + ttl_s)
-        return doc
-    if doc["state"] == "running":
-        doc.update(cancel_requested=True, updated_at=now())
-        return doc
-    return None
 
 
 class _HostedConsumer(Consumer):  # type: ignore[misc]
@@ -105,27 +75,7 @@ class JobQueue:
     # -- API side ----------------------------------------------------------------------------
 
     def new_job(self, kind: str, client: str, **fields: Any) -> Doc:
-        t = now()
-        return {
-            "id": uuid.uuid4().hex,
-            "kind": kind,
-            "state": "queued",
-            "client": client,
-            "created_at": t,
-            "updated_at": t,
-            "enqueued_at": t,
-            "started_at": None,
-            "finished_at": None,
-            "expires_at": None,
-            "attempts": 0,
-            "owner": None,
-            "heartbeat_at": None,
-            "cancel_requested": False,
-            "progress": {"done": 0, "planned": None},
-            "result": None,
-            "problem": None,
-            **fields,
-        }
+        return states.new_job(kind, client, **fields)
 
     def enqueue(self, job_id: str) -> None:
         try:
@@ -152,18 +102,8 @@ class JobQueue:
     def claim(self, job_id: str) -> Doc | None:
         """queued -> running, owned by a fresh token; None when the job is not queued (cancelled,
         finished, expired, or a duplicate message for a job another worker runs)."""
-        token = uuid.uuid4().hex
-
-        def change(doc: Doc) -> Doc | None:
-            if doc["state"] != "queued":
-                return None
-            t = now()
-            doc.update(state="running", owner=token, attempts=doc["attempts"] + 1, heartbeat_at=t, updated_at=t)
-            doc["expires_at"] = None  # a worker has it: no admission lease any more
-            doc["started_at"] = doc["started_at"] or t
-            return doc
-
-        doc = self.store.modify(job_id, change)
+        token = states.new_token()
+        doc = self.store.modify(job_id, partial(states.claimed, token=token))
         return doc if doc is not None and doc.get("owner") == token and doc["state"] == "running" else None
 
     def start_worker(self, *, hosted: bool) -> None:
@@ -244,9 +184,8 @@ class JobQueue:
                         ),
                         settings.jobs_result_ttl_s,
                     )
-                d.update(state="queued", owner=None, enqueued_at=now(), updated_at=now())
                 requeued.append(True)
-                return d
+                return states.requeued(d, owner=owner)
 
             new = self.store.modify(doc["id"], change)
             if new is None:

@@ -22,7 +22,8 @@ from anyio import to_thread
 
 from deepfake_api import video
 from deepfake_api.errors import JobNotFound, QueueFull, QueueUnavailable, TooManyJobs
-from deepfake_api.jobs.queue import JobQueue, cancelled, now
+from deepfake_api.jobs import states
+from deepfake_api.jobs.queue import JobQueue
 from deepfake_api.jobs.store import ACTIVE, FINAL, Doc, spool_file
 from deepfake_api.jobs.video_job import frame_blob, limits_of
 
@@ -54,8 +55,8 @@ class JobService:
         """Take a place, receive the upload into the spool, check it, store it and queue its job."""
         settings = self.settings
         upload_s = max(settings.upload_timeout_s, 300.0)
-        doc = self.queue.new_job("video", client, request_id=request_id)
-        doc["expires_at"] = now() + upload_s + settings.jobs_admission_lease_s
+        lease_until = states.now() + upload_s + settings.jobs_admission_lease_s
+        doc = states.new_job("video", client, request_id=request_id, lease_until=lease_until)
         await self.call(self.store.create, doc, self._admit(client))
         part: Path | None = None
         try:
@@ -104,14 +105,10 @@ class JobService:
     def _check_and_queue(self, doc: Doc, part: Path, filename: str, size: int) -> Doc:
         """Refuse a bad video from its header (4xx), else store it and queue its job."""
         info = video.probe(part, limits_of(self.settings))
-        lease = now() + self.settings.jobs_admission_lease_s
         upload = {"filename": filename[:255], "bytes": size, "container": info.container}
-
-        def described(d: Doc) -> Doc:
-            d.update(upload=upload, video=info.as_dict(), expires_at=lease, updated_at=now())
-            return d
-
-        if self.store.modify(doc["id"], described) is None:
+        lease_until = states.now() + self.settings.jobs_admission_lease_s
+        change = partial(states.described, upload=upload, video=info.as_dict(), lease_until=lease_until)
+        if self.store.modify(doc["id"], change) is None:
             raise QueueUnavailable("The video's place in the queue expired; send it again.", headers=self._retry())
         try:
             self.store.put_file(doc["id"], part)
@@ -119,11 +116,7 @@ class JobService:
             raise self._spool_error(exc) from None
         self.queue.enqueue(doc["id"])
 
-        def queued(d: Doc) -> Doc:  # for good: no lease from here on (the worker and the reaper own it)
-            d.update(expires_at=None, enqueued_at=now(), updated_at=now())
-            return d
-
-        new = self.store.modify(doc["id"], queued)
+        new = self.store.modify(doc["id"], states.queued_for_good)
         if new is None:
             raise QueueUnavailable("The video's place in the queue expired; send it again.", headers=self._retry())
         return new
@@ -159,7 +152,9 @@ class JobService:
         if doc["state"] in FINAL:
             await self.call(self.store.delete, job_id)
             return None
-        new = await self.call(self.store.modify, job_id, partial(cancelled, ttl_s=self.settings.jobs_result_ttl_s))
+        new = await self.call(
+            self.store.modify, job_id, partial(states.cancelled, ttl_s=self.settings.jobs_result_ttl_s)
+        )
         if new is None:
             raise JobNotFound(f"No job {job_id[:64]!r}.")
         if new["state"] == "cancelled":
