@@ -78,6 +78,23 @@ def test_explain_on_the_url_route_is_strict_too(client: TestClient) -> None:
     assert_problem(r, 422, "validation-error")
 
 
+# A misspelt or miscased option would otherwise be ignored: a plain answer to a client that asked
+# for a heatmap or a report, with nothing to say why (schemathesis's negative cases send such keys).
+@pytest.mark.parametrize("query", ["explian=true", "Explain=true", "report=true&reprot=1", "=false", "x"])
+@pytest.mark.parametrize("route", ["/predict", "/predict/batch"])
+def test_an_unknown_query_parameter_is_refused(client: TestClient, route: str, query: str) -> None:
+    r = client.post(f"{route}?{query}", files={"file": ("a.jpg", face_jpeg(0), "image/jpeg")})
+    problem = assert_problem(r, 422, "validation-error")
+    unknown = query.split("&")[-1].split("=")[0]
+    assert ["query", unknown] in [e["loc"] for e in problem["errors"]], problem
+
+
+def test_an_unknown_query_parameter_is_refused_on_the_url_route(client: TestClient) -> None:
+    r = client.post("/predict/url?explain=true&explian=true", json={"url": "https://example.com/a.jpg"})
+    problem = assert_problem(r, 422, "validation-error")
+    assert problem["errors"] == [{"loc": ["query", "explian"], "msg": "Extra inputs are not permitted"}]
+
+
 def test_explain_on_an_image_without_a_face_is_the_same_no_face_answer(client: TestClient) -> None:
     data = jpeg_bytes(640, 480, seed=9)
     plain, explained = _post(client, data), _post(client, data, explain="true")

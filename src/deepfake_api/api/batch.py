@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import Field
 
 from deepfake_api.api import access
 from deepfake_api.api.deps import ImagesDep
-from deepfake_api.api.predict import reserve_body
+from deepfake_api.api.predict import EXPLAIN, UNKNOWN_QUERY, QueryOptions, reserve_body
 from deepfake_api.api.problems import problem_body, request_id_of
 from deepfake_api.api.reports import keep_image_report
 from deepfake_api.api.responses import PROBLEM, UPLOAD_BODY, json_response
@@ -20,6 +21,15 @@ from deepfake_api.schemas import BatchResult, Prediction, SlotResult, UrlRequest
 from deepfake_api.services.images import ImageService
 
 router = APIRouter(dependencies=[Depends(access.images)], tags=["predict"])
+
+
+class BatchOptions(QueryOptions):
+    explain: bool = Field(False, description=EXPLAIN)
+
+
+class UrlOptions(QueryOptions):
+    explain: bool = Field(False, description=EXPLAIN)
+    report: bool = Field(False, description="With one `url`: keep an HTML report of this analysis (`report.url`)")
 
 
 def _batch_body() -> dict[str, Any]:
@@ -52,7 +62,7 @@ def _batch_body() -> dict[str, Any]:
         "Each slot of `results` holds that file's prediction, or the problem that file had (too large, "
         "corrupt, not an image, …): one bad file does not fail the others. The request as a whole is "
         "refused (4xx) only when it is itself bad (no file, too many, over `max_batch_bytes`). The faces "
-        "of all files share the model's batches, so this is cheaper per image than one call each."
+        "of all files share the model's batches, so this is cheaper per image than one call each." + UNKNOWN_QUERY
     ),
     openapi_extra=_batch_body(),
     responses={
@@ -61,6 +71,7 @@ def _batch_body() -> dict[str, Any]:
         408: {**PROBLEM, "description": "The upload did not arrive within `upload_timeout_s`"},
         413: {**PROBLEM, "description": "The request is over `max_batch_bytes`"},
         415: {**PROBLEM, "description": "Not multipart/form-data"},
+        422: {**PROBLEM, "description": "An unknown or invalid query parameter"},
         429: {**PROBLEM, "description": "Rate limit reached (when one is configured)"},
         503: {**PROBLEM, "description": "Not ready or at capacity; see Retry-After"},
     },
@@ -68,11 +79,9 @@ def _batch_body() -> dict[str, Any]:
 async def predict_batch(
     request: Request,
     images: ImagesDep,
-    explain: bool = Query(
-        False,
-        description="Also a heatmap per judged face: where the evidence lies (costs a little more per face)",
-    ),
+    options: Annotated[BatchOptions, Query()],
 ) -> Response:
+    explain = options.explain
     started = time.perf_counter()
     settings = request.app.state.settings
     request.app.state.engine.ensure_ready()
@@ -101,7 +110,7 @@ async def predict_batch(
         "and again on every redirect, at most `url_max_redirects`), within `url_timeout_s` and "
         "`max_upload_bytes`; the content is checked like an upload. Hosts may be restricted by the "
         "`url_allow_hosts` / `url_deny_hosts` settings. A single `url` that cannot be fetched is a problem "
-        "response; with `urls`, each slot holds its own prediction or problem."
+        "response; with `urls`, each slot holds its own prediction or problem." + UNKNOWN_QUERY
     ),
     responses={
         400: {**PROBLEM, "description": "Neither or both of `url` and `urls`, or too many"},
@@ -109,7 +118,12 @@ async def predict_batch(
         403: {**PROBLEM, "description": "The URL points at an address or host this service does not fetch"},
         413: {**PROBLEM, "description": "The image at the URL is too large"},
         415: {**PROBLEM, "description": "The URL does not hold an accepted image"},
-        422: {**PROBLEM, "description": "Invalid URL, unreachable, timed out, or a corrupt image"},
+        422: {
+            **PROBLEM,
+            "description": (
+                "Invalid URL, unreachable, timed out, or a corrupt image; an unknown or invalid query parameter"
+            ),
+        },
         429: {**PROBLEM, "description": "Rate limit reached (when one is configured)"},
         503: {**PROBLEM, "description": "Not ready or at capacity; see Retry-After"},
     },
@@ -118,12 +132,9 @@ async def predict_url(
     request: Request,
     images: ImagesDep,
     body: UrlRequest | UrlsRequest,
-    explain: bool = Query(
-        False,
-        description="Also a heatmap per judged face: where the evidence lies (costs a little more per face)",
-    ),
-    report: bool = Query(False, description="With one `url`: keep an HTML report of this analysis (`report.url`)"),
+    options: Annotated[UrlOptions, Query()],
 ) -> Response:
+    explain, report = options.explain, options.report
     started = time.perf_counter()
     settings = request.app.state.settings
     request.app.state.engine.ensure_ready()

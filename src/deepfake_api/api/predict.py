@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from deepfake_api.api import access
 from deepfake_api.api.budget import reserve
@@ -22,6 +23,25 @@ from deepfake_api.schemas import Prediction
 
 router = APIRouter(dependencies=[Depends(access.images)], tags=["predict"])
 
+EXPLAIN = "Also a heatmap per judged face: where the evidence lies (costs a little more per face)"
+UNKNOWN_QUERY = (
+    " Query parameters other than the ones listed are refused (422 `validation-error`, "
+    "the unknown name in `errors`), so that a misspelt option is never silently ignored."
+)
+
+
+class QueryOptions(BaseModel):
+    """The query options of an image route. One it does not know (`explian=true`, `Explain=true`) is a
+    422 validation-error naming it: ignored, it would give a plain answer to a client that asked for
+    more, with nothing to say why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PredictOptions(QueryOptions):
+    explain: bool = Field(False, description=EXPLAIN)
+    report: bool = Field(False, description="Keep an HTML report of this analysis (GET `report.url`, for a while)")
+
 
 @router.post(
     "/predict",
@@ -34,7 +54,7 @@ router = APIRouter(dependencies=[Depends(access.images)], tags=["predict"])
         "are judged. `score` is the calibrated probability that the most-fake judged face is fake, and "
         "`label` its verdict (`uncertain` inside the model card's band); `no_face` (score null) when no "
         "face could be judged. With `explain=true` each judged face also gets a `heatmap` (where the evidence "
-        "lies); with `report=true` an HTML report of the analysis is kept for a while (`report.url`)."
+        "lies); with `report=true` an HTML report of the analysis is kept for a while (`report.url`)." + UNKNOWN_QUERY
     ),
     openapi_extra=UPLOAD_BODY,
     responses={
@@ -44,7 +64,7 @@ router = APIRouter(dependencies=[Depends(access.images)], tags=["predict"])
         413: {**PROBLEM, "description": "Upload or image too large"},
         431: {**PROBLEM, "description": "Request headers too large"},
         415: {**PROBLEM, "description": "Not an accepted image type"},
-        422: {**PROBLEM, "description": "Corrupt, truncated or too small image"},
+        422: {**PROBLEM, "description": "Corrupt, truncated or too small image; an unknown or invalid query parameter"},
         429: {**PROBLEM, "description": "Rate limit reached (when one is configured)"},
         503: {**PROBLEM, "description": "Not ready, at capacity or past the deadline; see Retry-After"},
     },
@@ -52,12 +72,9 @@ router = APIRouter(dependencies=[Depends(access.images)], tags=["predict"])
 async def predict(
     request: Request,
     images: ImagesDep,
-    explain: bool = Query(
-        False,
-        description="Also a heatmap per judged face: where the evidence lies (costs a little more per face)",
-    ),
-    report: bool = Query(False, description="Keep an HTML report of this analysis (GET `report.url`, for a while)"),
+    options: Annotated[PredictOptions, Query()],
 ) -> Response:
+    explain, report = options.explain, options.report
     started = time.perf_counter()
     settings = request.app.state.settings
     async with reserve_body(request, settings.max_upload_bytes):  # until the verdict is in
