@@ -60,7 +60,7 @@ COPY --from=venv /opt/venv /opt/venv
 COPY --from=app /opt/app/site/ /opt/venv/lib/python3.11/site-packages/
 COPY --from=app /opt/app/bin/ /opt/venv/bin/
 # The card and the heads it names travel together: the service refuses to start on a mismatch.
-COPY models/*.json models/*.tflite /app/models/
+COPY models/ /app/models/
 COPY --from=assets /opt/assets/ /app/models/vendor/
 WORKDIR /app
 USER 10001:10001

@@ -70,8 +70,10 @@ LINEAR = DetectorSpec(
     ("l3_mean", "l5_mean", "l7_mean", "l9_mean", "l11_cls"),  # the best linear probe of docs/model/EXPERIMENTS.md
     "logistic regression on frozen CLIP ViT-B/16 features of the aligned face crop",
 )
+# The linear probe beat the learned pooling on every leave-one-source-out hold-out of the nine sources
+# (docs/model/EXPERIMENTS.md, 2026-12-05): POOLED stays available (--detectors clip-vitb16-face-pooled).
 DETECTORS = (
-    POOLED,
+    LINEAR,
     DetectorSpec(
         "face-spectrum-linear",
         "spectrum",
@@ -407,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         "--detectors",
         nargs="+",
         default=None,
-        help=f"of {[d.name for d in (*DETECTORS, LINEAR)]}; default: all of {[d.name for d in DETECTORS]} "
+        help=f"of {[d.name for d in (*DETECTORS, POOLED)]}; default: all of {[d.name for d in DETECTORS]} "
         "(the artefact CNN only with --artefact-runs)",
     )
     p.add_argument("--no-sbi", action="store_true")
@@ -417,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.detectors or [d.name for d in DETECTORS if d.kind != "artefact_cnn" or args.artefact_runs]
     specs = tuple(
         DetectorSpec(d.name, d.kind, tuple(args.clip_keys), d.what) if d is LINEAR and args.clip_keys else d
-        for d in (*DETECTORS, LINEAR)
+        for d in (*DETECTORS, POOLED)
         if d.name in names
     )
     card = build(args.cache, args.split, args.out, specs, not args.no_sbi, args.report, args.artefact_runs)
