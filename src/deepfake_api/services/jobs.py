@@ -132,7 +132,7 @@ class JobService:
 
     async def get(self, job_id: str) -> Doc:
         doc = await self.call(self.store.get, job_id)
-        if doc is None:
+        if doc is None or doc.get("kind", "video") != "video":  # the store also keeps reports (api/reports.py)
             raise JobNotFound(f"No job {job_id[:64]!r}: it never existed, was deleted, or its result expired.")
         return doc
 
