@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--before", type=Path, default=None)
     p.add_argument("--before-rev", default=None)
-    p.add_argument("--after", type=Path, default=Path("models"))
+    p.add_argument("--after", type=Path, default=Path("models/model_card.json"))
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
