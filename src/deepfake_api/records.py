@@ -61,6 +61,7 @@ class JobRecord(_Record):
     request_id: str | None = None
     upload: dict[str, Any] | None = None
     video: dict[str, Any] | None = None
+    explain: bool = False  # heatmaps for the top frames' faces (POST /videos?explain=true); absent in older records
 
 
 class SubscriptionRecord(_Record):

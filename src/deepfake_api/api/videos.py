@@ -83,7 +83,9 @@ def _job_response(doc: Doc, status: int) -> Response:
         "in the field `file`. Answered `202 Accepted` with the job and its `Location`; poll `GET /jobs/{id}`. "
         "With `wait` (seconds) the request waits that long for the result and answers 200 with the finished "
         "job if it is done by then. Frames are sampled (`video_sample_fps`, at most `video_max_frames`), every "
-        "face is judged as in `/predict`, faces are linked into tracks, and the video is `fake` when any track is."
+        "face is judged as in `/predict`, faces are linked into tracks, and the video is `fake` when any track is. "
+        "With `explain=true` every judged face of the kept top frames (`top_frames[].faces`) also gets a "
+        "`heatmap` as in `/predict` (only those frames are scored again; without it nothing changes)."
     ),
     openapi_extra=VIDEO_BODY,
     responses={
@@ -93,7 +95,10 @@ def _job_response(doc: Doc, status: int) -> Response:
         408: {**PROBLEM, "description": "The upload did not arrive within `upload_timeout_s`"},
         413: {**PROBLEM, "description": "Upload too large, frames too large, or video too long"},
         415: {**PROBLEM, "description": "Not an accepted video type"},
-        422: {**PROBLEM, "description": "Corrupt or truncated video, no video stream, frames too small"},
+        422: {
+            **PROBLEM,
+            "description": "Corrupt or truncated video, no video stream, frames too small; an invalid query parameter",
+        },
         429: {**PROBLEM, "description": "Rate limit, or too many of this client's videos waiting"},
         503: {**PROBLEM, "description": "Queue full, queue unreachable or not ready; see Retry-After"},
     },
@@ -102,13 +107,14 @@ async def submit_video(
     request: Request,
     jobs: JobsDep,
     wait: float = Query(0, ge=0, le=3600, description="Seconds to wait for the result (capped by video_max_wait_s)"),
+    explain: bool = Query(False, description="Also a heatmap per judged face of the top frames (`top_frames[].faces`)"),
 ) -> Response:
     settings = request.app.state.settings
 
     async def receive(sink: BinaryIO) -> tuple[str, int]:
         return await read_upload_to_file(request, sink, settings.video_max_bytes, max(settings.upload_timeout_s, 300.0))
 
-    doc = await jobs.submit_video(access.client_address(request), request_id_of(request), receive)
+    doc = await jobs.submit_video(access.client_address(request), request_id_of(request), receive, explain=explain)
     request.state.log_extra = {"job_id": doc["id"], "video_bytes": doc["upload"]["bytes"]}
     doc = await jobs.wait(doc, wait)
     return _job_response(doc, 200 if is_final(doc) else 202)

@@ -4,7 +4,9 @@ Each sampled frame goes through the image service's face path (faces.analyse_fra
 engine (batched with the images being served); faces are linked into tracks and the verdict is
 aggregated (video.py). Progress and a heartbeat are written after every frame, and a cancel or
 a lost claim is noticed there. The uploaded video is deleted once the job ends (done, failed or
-cancelled); it stays only while a retry may still need it.
+cancelled); it stays only while a retry may still need it. A job submitted with `explain` has the
+judged faces of its kept top frames scored once more, with heatmaps (only those frames: the
+other frames cost what they always do).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from PIL import Image
 
-from deepfake_api import faces, metrics, tracking, video
+from deepfake_api import explain, faces, metrics, tracking, video
 from deepfake_api.engine import InferenceEngine
 from deepfake_api.errors import AnalysisFailed, DeepfakeError, InvalidVideo, JobTimeout
 from deepfake_api.jobs.queue import JobQueue, failed, now
@@ -138,6 +140,25 @@ class VideoAnalyser:
         if time.monotonic() > deadline:
             raise JobTimeout(f"The analysis took longer than {self.settings.jobs_timeout_s:g} s.")
 
+    def _explain_top_frames(
+        self, top_frames: list[dict[str, Any]], frames: list[dict[str, Any]], kept: dict[int, faces.ImageFaces]
+    ) -> None:
+        """Each kept top frame gets `faces`: its faces as in `frames`, every judged one with its heatmap
+        (its judged faces scored again with explain; the scores stay the first pass's)."""
+        by_index = {frame["index"]: frame for frame in frames}
+        timeout = self.settings.request_timeout_s * 4
+        for top in top_frames:
+            image = kept.get(top["index"])
+            if image is None:
+                continue
+            verdict = self.engine.score_frame(image, explain=True).result(timeout=timeout)
+            method = self.model.explain_method()
+            out = []
+            for face, f in zip(by_index[top["index"]]["faces"], verdict.faces, strict=True):
+                heat = explain.heatmap(f, method) if face["status"] == "judged" else None
+                out.append({**face, "heatmap": heat.model_dump() if heat is not None else None})
+            top["faces"] = out
+
     def _analyse(self, job_id: str, owner: str, path: Any, doc: Doc) -> dict[str, Any]:
         settings = self.settings
         decision = self.model.decision
@@ -151,6 +172,8 @@ class VideoAnalyser:
         tracker = video.Tracker()
         frames: list[dict[str, Any]] = []
         best: list[tuple[float, int, bytes]] = []  # min-heap (score, -index, thumbnail) of the most-fake frames
+        explaining = bool(doc.get("explain"))
+        best_faces: dict[int, faces.ImageFaces] = {}  # with explain: the faces (and crops) of the frames in `best`
         rotation = 0
         detectors = self.model.detector_info()
         for sampled in video.sample_frames(path, info, limits, step, settings.video_max_frames):
@@ -183,7 +206,12 @@ class VideoAnalyser:
                 entry = (verdict.score, -sampled.index, b"")
                 if len(best) < TOP_FRAMES or entry[:2] > best[0][:2]:
                     entry = (verdict.score, -sampled.index, thumbnail(sampled.rgb))
-                    heapq.heappush(best, entry) if len(best) < TOP_FRAMES else heapq.heapreplace(best, entry)
+                    if len(best) < TOP_FRAMES:
+                        heapq.heappush(best, entry)
+                    else:
+                        best_faces.pop(-heapq.heapreplace(best, entry)[1], None)
+                    if explaining:
+                        best_faces[sampled.index] = image
             metrics.VIDEO_FRAMES.inc()
             metrics.VIDEO_FRAME_SECONDS.inc(time.perf_counter() - t0)
             self._progress(job_id, owner, sampled.index + 1, planned, deadline)
@@ -193,6 +221,8 @@ class VideoAnalyser:
             self.store.put_blob(job_id, frame_blob(-neg), jpeg)
         for top in summary["top_frames"]:
             top["image"] = f"/jobs/{job_id}/frames/{top['index']}" if top["index"] in kept else None
+        if explaining:
+            self._explain_top_frames(summary["top_frames"], frames, best_faces)
         warnings = []
         analysed = len(frames)
         if analysed < planned:

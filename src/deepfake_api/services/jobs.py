@@ -51,12 +51,13 @@ class JobService:
 
     # -- submit ----------------------------------------------------------------------------------
 
-    async def submit_video(self, client: str, request_id: str, receive: Receive) -> Doc:
-        """Take a place, receive the upload into the spool, check it, store it and queue its job."""
+    async def submit_video(self, client: str, request_id: str, receive: Receive, *, explain: bool = False) -> Doc:
+        """Take a place, receive the upload into the spool, check it, store it and queue its job
+        (`explain`: the finished job's top frames get heatmaps, jobs/video_job.py)."""
         settings = self.settings
         upload_s = max(settings.upload_timeout_s, 300.0)
         lease_until = states.now() + upload_s + settings.jobs_admission_lease_s
-        doc = states.new_job("video", client, request_id=request_id, lease_until=lease_until)
+        doc = states.new_job("video", client, request_id=request_id, lease_until=lease_until, explain=explain)
         await self.call(self.store.create, doc, self._admit(client))
         part: Path | None = None
         try:
