@@ -60,7 +60,13 @@ def test_explain_gives_each_judged_face_a_heatmap_and_leaves_the_scores_alone(cl
     for face in judged:
         check_heatmap(face)
         assert face["agreement"]["status"] in ("agree", "disagree")
-        assert face["kind"] is None  # the committed card has no kind head: no kinds, no error
+        # the committed card has a kind head: a kind for every face not judged real, none for a real one
+        if face["label"] == "real":
+            assert face["kind"] is None
+        else:
+            names = [k["name"] for k in face["kind"]["probabilities"]]
+            assert face["kind"]["name"] in (*names, "unknown")
+            assert sum(k["probability"] for k in face["kind"]["probabilities"]) == pytest.approx(1, abs=1e-4)
     assert all(f["heatmap"] is None for f in plain["faces"])
     assert all(f["agreement"] is not None for f in plain["faces"] if f["status"] == "judged")
 

@@ -48,13 +48,21 @@ def _rows() -> list[dict[str, str]]:
 
 
 def judged_tile(client: TestClient, label: str, sources: tuple[str, ...]) -> Image.Image:
-    """The first dataset face of `label` (from `sources`) that /predict, as a tile, labels `label`."""
+    """A dataset face of `label` (from `sources`) that /predict, as a tile, labels `label`: for fake, the
+    one it is surest of among the first 12 it calls fake (a video re-encodes the tile, so a face only
+    just past the card's fake level as a still could fall short in some frames); for real, the first."""
+    pool = 12 if label == "fake" else 1
+    found: list[tuple[float, Image.Image]] = []
     for row in (r for r in _rows() if r["label"] == label and r["dataset"] in sources):
         tile = _tile(DATASET_DIR / row["file"])
         body = client.post("/predict", files={"file": ("t.png", _png(tile))}).json()
         if body.get("label") == label and len(body["faces"]) == 1:
-            return tile
-    pytest.fail(f"no {label} face among {sources} is judged {label} by the served model")
+            found.append((body["score"] if label == "fake" else -body["score"], tile))
+            if len(found) == pool:
+                break
+    if not found:
+        pytest.fail(f"no {label} face among {sources} is judged {label} by the served model")
+    return max(found, key=lambda f: f[0])[1]
 
 
 @pytest.fixture(scope="module")
