@@ -3,6 +3,7 @@ OpenAPI description, and one-pass JSON responses."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import Response
@@ -12,28 +13,31 @@ from deepfake_api.preprocess import MEDIA_TYPES
 from deepfake_api.schemas import Problem
 
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
-UPLOAD_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "One image: " + ", ".join(MEDIA_TYPES.values()),
-                        }
+
+
+def upload_body(what: str, media_types: Iterable[str]) -> dict[str, Any]:
+    """The OpenAPI request body of an upload route: one multipart `file` of `what` ("One image"),
+    with the accepted types, so clients and schema-driven tests know what a `file` must be."""
+    types = ", ".join(media_types)
+    file = {"type": "string", "format": "binary", "description": f"{what}: {types}"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": file},
                     },
-                },
-                # The accepted types, so clients and schema-driven tests know a `file` is an image.
-                "encoding": {"file": {"contentType": ", ".join(MEDIA_TYPES.values())}},
-            }
-        },
+                    "encoding": {"file": {"contentType": types}},
+                }
+            },
+        }
     }
-}
+
+
+UPLOAD_BODY = upload_body("One image", MEDIA_TYPES.values())
 
 
 def json_response(model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -17,7 +17,7 @@ from deepfake_api import video
 from deepfake_api.api import access
 from deepfake_api.api.deps import JobsDep
 from deepfake_api.api.problems import request_id_of
-from deepfake_api.api.responses import PROBLEM, json_response
+from deepfake_api.api.responses import PROBLEM, json_response, upload_body
 from deepfake_api.api.upload import read_upload_to_file
 from deepfake_api.jobs.store import Doc
 from deepfake_api.schemas import Job
@@ -25,27 +25,7 @@ from deepfake_api.services.jobs import is_active, is_final
 
 router = APIRouter(dependencies=[Depends(access.jobs)], tags=["videos"])
 
-VIDEO_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "One video: " + ", ".join(video.VIDEO_TYPES.values()),
-                        }
-                    },
-                },
-                "encoding": {"file": {"contentType": ", ".join(video.VIDEO_TYPES.values())}},
-            }
-        },
-    }
-}
+VIDEO_BODY = upload_body("One video", video.VIDEO_TYPES.values())
 
 
 JOB_RESPONSES: dict[int | str, dict[str, Any]] = {
