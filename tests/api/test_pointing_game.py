@@ -5,7 +5,8 @@ blend mask, drawn from the same seed), so for each fake we ask /predict?explain=
 whether the hottest cell of the face's heatmap, mapped into the uploaded image by its transform,
 falls inside the region. Chance is the share of the crop's cells that fall inside it (per image,
 mapped the same way). Measured on 8 reals per test source (56 fakes, `make`-independent, no
-timing): hit rate 0.52 (29 of 56) vs chance 0.255 with the committed model 2026.12.03.
+timing): hit rate 0.52 (29 of 56) vs chance 0.255 with model 2026.12.03, and 0.518 (29 of 56) vs 0.255
+with 2026.12.05.
 """
 
 from __future__ import annotations
