@@ -38,7 +38,7 @@ from deepfake_api.detectors.fusion import sigmoid
 from deepfake_api.model import CARD_NAME
 from deepfake_api.training import artefact, kinds, pooled
 from deepfake_api.training.evalmetrics import ece, summary
-from deepfake_api.training.heads import Cache, choose_c, load_cache
+from deepfake_api.training.heads import C_GRID, Cache, choose_c, load_cache
 
 ACCURACY_FLOORS = (0.95, 0.93, 0.9)  # accuracy outside the band on every hold-out: the first one some band keeps
 ACCURACY_OUTSIDE = ACCURACY_FLOORS[-1]  # the least the rule ever promises
@@ -89,12 +89,14 @@ DETECTORS = (
 )
 
 
-def loso_logits(cache: Cache, keys: tuple[str, ...], sbi: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def loso_logits(
+    cache: Cache, keys: tuple[str, ...], sbi: bool, grid: tuple[float, ...] = C_GRID
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Held-out source -> (labels, logits) of a head that never saw it."""
     out = {}
     for src in cache.sources:
         others = cache.dataset != src
-        head = choose_c(cache, others & (cache.split == "train"), others & (cache.split == "val"), keys, sbi)
+        head = choose_c(cache, others & (cache.split == "train"), others & (cache.split == "val"), keys, sbi, grid)
         z = head.logits(cache.feats)
         m = _held_out(cache, src)
         out[src] = (cache.y[m], z[m])
@@ -103,12 +105,12 @@ def loso_logits(cache: Cache, keys: tuple[str, ...], sbi: bool) -> dict[str, tup
 
 
 def head_loso(
-    cache: Cache, d: DetectorSpec, sbi: bool, tensors: pooled.Tensors | None
+    cache: Cache, d: DetectorSpec, sbi: bool, tensors: pooled.Tensors | None, grid: tuple[float, ...] = C_GRID
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if d.head == "pooled":
         assert tensors is not None
         return pooled.loso_logits(cache, tensors, sbi=sbi)
-    return loso_logits(cache, d.keys, sbi)
+    return loso_logits(cache, d.keys, sbi, grid)
 
 
 def artefact_loso(cache: Cache, runs: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -261,6 +263,7 @@ def build(
     sbi: bool,
     report: Path | None = None,
     artefact_runs: Path | None = None,
+    c_grid: tuple[float, ...] = C_GRID,
 ) -> dict[str, Any]:
     keys = tuple(dict.fromkeys([*(k for d in detectors for k in d.keys), *kinds.KEYS]))
     cache = load_cache(cache_dir, split_csv, keys)
@@ -272,7 +275,9 @@ def build(
     }
     tensors = pooled.Tensors.of(cache) if any(d.head == "pooled" for d in detectors) else None
     held = {
-        d.name: artefact_loso(cache, artefact_runs) if d.kind == "artefact_cnn" else head_loso(cache, d, sbi, tensors)
+        d.name: artefact_loso(cache, artefact_runs)
+        if d.kind == "artefact_cnn"
+        else head_loso(cache, d, sbi, tensors, c_grid)
         for d in detectors
     }
     stacked = {
@@ -306,7 +311,7 @@ def build(
             entry.update(what=d.what, self_blended_pseudo_fakes=sbi, degraded_copies=bool(cache.aug_feats))
             entry["training"] = {**cfg.__dict__, **log}
         else:
-            head = choose_c(cache, cache.split == "train", cache.split == "val", d.keys, sbi)
+            head = choose_c(cache, cache.split == "train", cache.split == "val", d.keys, sbi, c_grid)
             z, own = head.logits(cache.feats), out / f"{d.name}.json"
             own.write_text(json.dumps(head.to_json()) + "\n")
             entry.update(what=f"{d.what}: {', '.join(d.keys)}", C=head.c, self_blended_pseudo_fakes=sbi)
@@ -413,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
         "(the artefact CNN only with --artefact-runs)",
     )
     p.add_argument("--no-sbi", action="store_true")
+    p.add_argument(
+        "--c-grid", type=float, nargs="+", default=None, help=f"C values of the linear heads (default {C_GRID})"
+    )
     p.add_argument("--artefact-runs", type=Path, default=None, help="the runs of training/artefact.py")
     p.add_argument("--report", type=Path, default=None, help="also write the hold-out scores here (docs/model)")
     args = p.parse_args(argv)
@@ -422,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         for d in (*DETECTORS, POOLED)
         if d.name in names
     )
-    card = build(args.cache, args.split, args.out, specs, not args.no_sbi, args.report, args.artefact_runs)
+    grid = tuple(args.c_grid) if args.c_grid else C_GRID
+    card = build(args.cache, args.split, args.out, specs, not args.no_sbi, args.report, args.artefact_runs, grid)
     sys.stderr.write(json.dumps({k: card[k] for k in ("decision", "fusion")}, indent=1) + "\n")
     sys.stderr.write(json.dumps(card["metrics"]["per_detector_auc"]) + "\n")
     for part in ("leave_one_source_out", "test"):

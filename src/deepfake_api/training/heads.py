@@ -211,11 +211,13 @@ def auc_with_reals(cache: Cache, scores: np.ndarray, source: str, mask: np.ndarr
     return float(roc_auc_score(y, scores[m]))
 
 
-def choose_c(cache: Cache, train: np.ndarray, val: np.ndarray, keys: tuple[str, ...], sbi: bool) -> Head:
-    """The head whose mean per-source validation AUC is best over C_GRID."""
+def choose_c(
+    cache: Cache, train: np.ndarray, val: np.ndarray, keys: tuple[str, ...], sbi: bool, grid: tuple[float, ...] = C_GRID
+) -> Head:
+    """The head whose mean per-source validation AUC is best over `grid`."""
     x, y, g = training_rows(cache, train, keys, sbi)
     best: tuple[float, Head] | None = None
-    for c in C_GRID:
+    for c in grid:
         head = fit_head(x, y, g, keys, c)
         s = head.logits(cache.feats)
         aucs = [a for a in (auc_with_reals(cache, s, src, val, val) for src in cache.sources) if a is not None]
@@ -226,12 +228,14 @@ def choose_c(cache: Cache, train: np.ndarray, val: np.ndarray, keys: tuple[str, 
     return best[1]
 
 
-def loso(cache: Cache, keys: tuple[str, ...], sbi: bool) -> dict[str, dict[str, object]]:
+def loso(
+    cache: Cache, keys: tuple[str, ...], sbi: bool, grid: tuple[float, ...] = C_GRID
+) -> dict[str, dict[str, object]]:
     """Train on the other six sources (train split; C on their validation), score every row of the held-out one."""
     out: dict[str, dict[str, object]] = {}
     for src in cache.sources:
         others = cache.dataset != src
-        head = choose_c(cache, others & (cache.split == "train"), others & (cache.split == "val"), keys, sbi)
+        head = choose_c(cache, others & (cache.split == "train"), others & (cache.split == "val"), keys, sbi, grid)
         s = head.logits(cache.feats)
         held = cache.dataset == src
         # fake-only sources: against the real faces of the other sources' test split (never trained on)
@@ -240,15 +244,16 @@ def loso(cache: Cache, keys: tuple[str, ...], sbi: bool) -> dict[str, dict[str, 
     return out
 
 
-def test_split(cache: Cache, keys: tuple[str, ...], sbi: bool) -> tuple[Head, dict[str, float | None]]:
-    head = choose_c(cache, cache.split == "train", cache.split == "val", keys, sbi)
+def test_split(
+    cache: Cache, keys: tuple[str, ...], sbi: bool, grid: tuple[float, ...] = C_GRID
+) -> tuple[Head, dict[str, float | None]]:
+    head = choose_c(cache, cache.split == "train", cache.split == "val", keys, sbi, grid)
     s = head.logits(cache.feats)
     test = cache.split == "test"
     return head, {src: auc_with_reals(cache, s, src, test, test) for src in cache.sources}
 
 
 def main(argv: list[str] | None = None) -> int:
-    global C_GRID  # --c-grid narrows the grid for a quicker comparison
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cache", type=Path, required=True)
     p.add_argument("--split", type=Path, default=Path("reports/data/split.csv"))
@@ -260,8 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-aug", action="store_true", help="leave out the degraded copies of the training faces")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    if args.c_grid:
-        C_GRID = tuple(args.c_grid)
+    grid = tuple(args.c_grid) if args.c_grid else C_GRID
     sets = [tuple(k) for k in (args.keys or [["l11_cls"]])]
     cache = load_cache(args.cache, args.split, tuple({k for ks in sets for k in ks}))
     if args.no_aug:
@@ -271,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for keys in sets:
         for sbi in {"no": [False], "yes": [True], "both": [False, True]}[args.sbi]:
-            lo = loso(cache, keys, sbi)
-            _, te = test_split(cache, keys, sbi)
+            lo = loso(cache, keys, sbi, grid)
+            _, te = test_split(cache, keys, sbi, grid)
             aucs = [v["auc"] for v in lo.values() if v["auc"] is not None]
             row = {
                 "keys": list(keys),
