@@ -130,6 +130,28 @@ def _encode(encoder: ClipEncoder, crops: np.ndarray, batch: int = 16) -> dict[st
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+FLIP_LAYERS = (3, 5, 7, 9, 11)  # what the served linear head reads
+
+
+def cache_flipped(cache_dir: Path, encoder: ClipEncoder) -> None:
+    """Features of the mirrored face crop of every cached face, beside the shards as flip-NNNN.npz
+    (for measuring flip test-time augmentation, training/variants.py --variant flip); resumable."""
+    started = time.monotonic()
+    shards = sorted(p for p in cache_dir.glob("shard-*.npz") if ".spectrum" not in p.name)
+    for i, shard in enumerate(shards):
+        out = shard.with_name(shard.name.replace("shard-", "flip-"))
+        if out.exists():
+            continue
+        d = np.load(shard)
+        found = d["n_faces"] > 0
+        crops = d["crops"][found][:, :, ::-1]
+        feats = _encode(encoder, np.ascontiguousarray(crops)) if len(crops) else {}
+        tmp = out.with_suffix(".tmp.npz")
+        np.savez(tmp, files=d["files"][found], **{f"f_{k}": v for k, v in feats.items()})
+        tmp.rename(out)
+        sys.stderr.write(f"{i + 1}/{len(shards)} shards mirrored, {time.monotonic() - started:.0f} s\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR)
@@ -137,8 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", type=int, default=128)
     p.add_argument("--limit", type=int, default=0, help="stop after this many rows (0: all)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--flip", action="store_true", help="only add the mirrored crops' features to a finished cache")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.flip:
+        clip = ClipEncoder(
+            assets.path("clip"), layers=FLIP_LAYERS, sha256=assets.ASSETS["clip"].sha256, threads=args.threads
+        )
+        cache_flipped(args.out, clip)
+        return 0
     rows = interleaved(read_items(args.data))
     if args.limit:
         rows = rows[: args.limit]
