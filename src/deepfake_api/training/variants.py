@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import sys
@@ -148,7 +149,7 @@ def fold_parts(cache: Cache, fit: Fit, grid: tuple[float, ...] = GRID) -> Parts:
 
 def stack_parts(cache: Cache, keys: tuple[str, ...], grid: tuple[float, ...] = GRID) -> tuple[Parts, dict[str, Any]]:
     """One probe per key, then for each hold-out the non-negative fusion fitted on the other hold-outs."""
-    per_key = {k: fold_parts(cache, lambda mask, c, k=k: _probe(cache, mask, (k,), c), grid) for k in keys}
+    per_key = {k: fold_parts(cache, functools.partial(_probe_one, cache, k), grid) for k in keys}
     stacked = {s: (per_key[keys[0]][s][0], np.stack([per_key[k][s][1] for k in keys], 1)) for s in cache.sources}
     out: Parts = {}
     weights: dict[str, Any] = {}
@@ -158,6 +159,10 @@ def stack_parts(cache: Cache, keys: tuple[str, ...], grid: tuple[float, ...] = G
         out[s] = (stacked[s][0], stacked[s][1] @ w + b)
         weights[s] = dict(zip(keys, np.round(w, 3).tolist(), strict=True))
     return out, weights
+
+
+def _probe_one(cache: Cache, key: str, mask: np.ndarray, c: float) -> Head:
+    return _probe(cache, mask, (key,), c)
 
 
 def _probe(cache: Cache, mask: np.ndarray, keys: tuple[str, ...], c: float) -> Head:
