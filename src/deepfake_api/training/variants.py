@@ -114,7 +114,7 @@ def dro_head(
     for _ in range(max(1, rounds)):
         w = base * np.array([q[k] for k in cell])
         lr.fit(xs, y, sample_weight=w * len(w) / w.sum())
-        p = np.clip(lr.predict_proba(xs)[:, 1], 1e-9, 1 - 1e-9)
+        p = np.clip(lr.predict_proba(xs)[:, 1].astype(np.float64), 1e-9, 1 - 1e-9)
         loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
         q = {k: q[k] * float(np.exp(eta * loss[cell == k].mean())) for k in names}
         total = sum(q.values())
