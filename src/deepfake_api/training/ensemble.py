@@ -128,9 +128,9 @@ def _held_out(cache: Cache, src: str) -> np.ndarray:
     return cache.held_out(src, np.ones(len(cache.y), bool), cache.split == "test")
 
 
-def fit_balanced_lr(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, float]:
-    """Weights and bias of a logistic regression on pooled hold-out logits (N x detectors), each
-    source and label weighing the same."""
+def pooled(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every hold-out's (labels, scores) together, with weights under which each source and label
+    weighs the same in total."""
     ys, zs, ws = [], [], []
     for y, z in parts.values():
         for label in (0, 1):
@@ -139,7 +139,13 @@ def fit_balanced_lr(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np
                 ys.append(y[m])
                 zs.append(z[m])
                 ws.append(np.full(int(m.sum()), 1.0 / m.sum()))
-    y, z, w = np.concatenate(ys), np.concatenate(zs), np.concatenate(ws)
+    return np.concatenate(ys), np.concatenate(zs), np.concatenate(ws)
+
+
+def fit_balanced_lr(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, float]:
+    """Weights and bias of a logistic regression on pooled hold-out logits (N x detectors), each
+    source and label weighing the same."""
+    y, z, w = pooled(parts)
     lr = LogisticRegression(C=1e6).fit(z, y, sample_weight=w * len(w) / w.sum())
     return lr.coef_[0].astype(np.float64), float(lr.intercept_[0])
 

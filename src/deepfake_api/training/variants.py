@@ -48,7 +48,7 @@ from sklearn.metrics import roc_auc_score
 
 from deepfake_api.detectors.clip_head import design
 from deepfake_api.detectors.fusion import sigmoid
-from deepfake_api.training.ensemble import BandCheck, _held_out, choose_band, fit_balanced_lr, fit_fusion
+from deepfake_api.training.ensemble import BandCheck, _held_out, choose_band, fit_balanced_lr, fit_fusion, pooled
 from deepfake_api.training.heads import (
     Cache,
     Head,
@@ -199,15 +199,8 @@ def flip_parts(cache: Cache, flipped: dict[str, np.ndarray], keys: tuple[str, ..
 
 def pooled_auc(parts: Parts) -> float:
     """AUC over all hold-outs together, every (source, label) weighing the same."""
-    ys, zs, ws = [], [], []
-    for y, z in parts.values():
-        for label in (0, 1):
-            m = y == label
-            if m.any():
-                ys.append(y[m])
-                zs.append(z[m])
-                ws.append(np.full(int(m.sum()), 1.0 / m.sum()))
-    return float(roc_auc_score(np.concatenate(ys), np.concatenate(zs), sample_weight=np.concatenate(ws)))
+    y, z, w = pooled(parts)
+    return float(roc_auc_score(y, z, sample_weight=w))
 
 
 def summarise(name: str, parts: Parts) -> dict[str, Any]:
