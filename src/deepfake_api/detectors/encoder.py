@@ -72,7 +72,7 @@ class ClipEncoder:
         features would depend on the other faces in it (other people's images, under the engine's
         micro-batching): measured on model 2026.12.05, a face's served score moved by 0.024
         (median), 0.062 (p90), 0.099 (max) with 7 other faces beside it. One crop per run costs
-        the same here (16 faces: 0.95-0.99x the time of two batches of 8)."""
+        about the same (`python -m bench.encoder_batching`: 1.03x per face against batches of 8)."""
         if len(crops) == 0:  # the graph cannot run an empty batch
             return [np.zeros((0, GRID * GRID + 1, WIDTH), np.float32) for _ in self._outputs]
         runs = [self._session.run(self._outputs, {INPUT: to_pixels(crops[i : i + 1])}) for i in range(len(crops))]
