@@ -29,7 +29,8 @@ state after k, per-token cosine over the 768 dims, min / mean, and max abs diff;
 - `int8_activations=True`: block 3 0.99933 / 0.999998, 0.028 (faces 0.99912 / 0.999994, 0.029);
   block 11 0.99999 / 1.000000, 0.010 (faces 0.99990 / 0.999999, 0.024).
 So the fp32 gap is the graph's dynamic uint8 rounding of activations (one scale for the whole
-batch tensor, 256 levels); the fp32 path is the network those
+batch tensor, 256 levels; detectors/encoder.py runs one crop per graph run, so emulate it one
+crop at a time); the fp32 path is the network those
 int8 weights describe, which is what gradient tuning needs. Deliberate mistakes, fp32 min cosine
 (block 3 / block 11, synthetic): heads split channel-minor 0.68 / 0.80, q_w transposed 0.57 / 0.80,
 out_w transposed 0.59 / 0.67, no 1/8 scaling 0.39 / 0.33, q and k swapped 0.68 / 0.73, fc1 bias
