@@ -115,3 +115,20 @@ def test_a_detector_file_with_the_wrong_hash_is_refused(tmp_path: Path) -> None:
         faces.FaceFinder(bad, assets.ASSETS["yunet"].sha256)
     with pytest.raises(ModelCardError, match="missing"):
         faces.FaceFinder(tmp_path / "absent.onnx", assets.ASSETS["yunet"].sha256)
+
+
+@pytest.mark.parametrize(
+    "landmarks",
+    [
+        ((float("nan"), 1.0), (2.0, 1.0), (1.5, 2.0), (1.0, 3.0), (2.0, 3.0)),
+        ((0.0, 0.0), (4e12, 0.0), (2e12, 2e12), (0.0, 4e12), (4e12, 4e12)),
+        ((5.0, 5.0),) * 5,
+    ],
+    ids=["not-a-number", "spread-over-terapixels", "all-in-one-point"],
+)
+def test_landmarks_no_similarity_can_map_give_a_blank_crop_not_an_error(landmarks: tuple) -> None:  # type: ignore[type-arg]
+    """A fuzzed video frame once gave the detector a face that made the alignment cast NaN to int (a 500)."""
+    rgb = np.full((480, 640, 3), 128, np.uint8)
+    face = faces.Face(box=(10.0, 10.0, 50.0, 50.0), landmarks=landmarks, score=0.9)
+    crop = faces.align_face(rgb, face)
+    assert crop.shape == (faces.CROP_SIZE, faces.CROP_SIZE, 3) and crop.dtype == np.uint8

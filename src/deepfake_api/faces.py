@@ -111,6 +111,8 @@ class FaceDetector:
         for row in found:
             x, y, bw, bh = float(row[0]) - pad_x, float(row[1]) - pad_y, float(row[2]), float(row[3])
             pts = row[4:14].reshape(5, 2) - (pad_x, pad_y)
+            if not np.isfinite(row[:15]).all():  # a degenerate detection (seen on fuzzed video frames)
+                continue
             box = _clip_box(x * sx, y * sy, bw * sx, bh * sy, w, h)
             if box[2] <= 0 or box[3] <= 0:
                 continue
@@ -139,8 +141,13 @@ def align_face(rgb: np.ndarray, face: Face) -> np.ndarray:
     alone would alias it); smaller faces are warped directly, so no detail is thrown away.
     """
     src = np.asarray(face.landmarks, dtype=np.float64)
+    if not np.isfinite(src).all():
+        return np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8)
     matrix = _similarity(src, TEMPLATE)
     scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
+    if not (np.isfinite(matrix).all() and scale > 1e-6):
+        # landmarks no similarity can map (non-finite, or spread over millions of pixels): nothing to cut
+        return np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8)
     if scale < 0.5:
         # Shrink only the region the crop reads, by an integer factor, then warp what is left.
         factor = int(1.0 / scale)
@@ -195,7 +202,7 @@ def _source_region(matrix: np.ndarray, w: int, h: int) -> tuple[int, int, int, i
     """The image rectangle (clipped) that the crop's corners come from."""
     inv = cv2.invertAffineTransform(matrix)
     corners = np.array([[0, 0, 1], [CROP_SIZE, 0, 1], [0, CROP_SIZE, 1], [CROP_SIZE, CROP_SIZE, 1]], np.float64)
-    pts = corners @ inv.T
+    pts = np.clip(corners @ inv.T, -1e9, 1e9)  # far-off corners are clipped below anyway; keep the cast in range
     x0, y0 = np.floor(pts.min(0)).astype(int)
     x1, y1 = np.ceil(pts.max(0)).astype(int)
     x0, y0 = max(0, x0), max(0, y0)

@@ -338,8 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already ran in this process (a test run): its threads stay as they are
+        pass
     cache = load_cache(args.cache, args.split, keys=("spectrum",))
     crops = load_crops(cache)
     sys.stderr.write(f"{len(crops.faces)} faces, {len(crops.sbi)} self-blended\n")
