@@ -13,7 +13,7 @@ import argparse
 import statistics
 import time
 
-from tests.test_encoder import _crops
+from tests.utils.images import smooth_images
 
 from deepfake_api import assets
 from deepfake_api.detectors.encoder import INPUT, ClipEncoder, to_pixels
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     enc = ClipEncoder(assets.path("clip"), layers=LAYERS, sha256=assets.ASSETS["clip"].sha256, threads=args.threads)
-    crops = _crops(args.faces)
+    crops = smooth_images(args.faces)
 
     def batched() -> None:  # the way before: one run per batch of 8
         for i in range(0, len(crops), 8):

@@ -11,23 +11,12 @@ from deepfake_api import assets
 from deepfake_api.detectors.clip_head import LinearHead
 from deepfake_api.detectors.encoder import ClipEncoder
 from tests.conftest import MODEL_PATH
-
-
-def _crops(n: int, seed: int = 0) -> np.ndarray:
-    """Smooth, varied 224 px images (what matters is that their activation ranges differ)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:224, 0:224] / 224.0
-    out = []
-    for i in range(n):
-        f = rng.uniform(1, 6, size=3)
-        img = np.stack([np.sin(f[c] * (xx + yy * (c + 1)) + i) for c in range(3)], -1)
-        out.append(((img * 0.5 + 0.5) * rng.uniform(40, 255)).clip(0, 255).astype(np.uint8))
-    return np.stack(out)
+from tests.utils.images import smooth_images
 
 
 def test_a_face_gets_the_same_features_and_score_alone_and_among_other_faces() -> None:
     enc = ClipEncoder(assets.path("clip"), layers=(3, 5, 7, 9, 11), sha256=assets.ASSETS["clip"].sha256)
-    crops = _crops(6)
+    crops = smooth_images(6)
     together = enc.features(crops)
     for i in range(len(crops)):
         alone = enc.features(crops[i : i + 1])

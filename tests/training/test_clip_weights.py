@@ -13,6 +13,7 @@ from onnx import numpy_helper
 from deepfake_api import assets
 from deepfake_api.detectors.encoder import ClipEncoder
 from deepfake_api.training import clip_weights
+from tests.utils.images import smooth_images
 
 BLOCKS = (3, 11)
 # fp32 against the int8 graph (which rounds every linear layer's input to uint8): per-token cosine
@@ -22,27 +23,6 @@ MIN_COSINE = 0.99
 # With that rounding emulated the mean per-token cosine is >= 0.999998; quick_gelu swapped for GELU
 # falls to <= 0.99978 (block 11) and 0.9989 (block 3).
 MIN_MEAN_COSINE_INT8 = 0.9999
-
-
-def smooth_images(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
-    """n deterministic RGB uint8 images: a few random low-frequency waves per channel and a bright
-    ellipse (a crude face) on them, so that the tokens differ across the crop."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    out = np.empty((n, size, size, 3), dtype=np.uint8)
-    for i in range(n):
-        img = np.zeros((size, size, 3), dtype=np.float32)
-        for c in range(3):
-            for _ in range(4):
-                fx, fy = rng.uniform(0.5, 4.0, size=2)
-                phase = rng.uniform(0, 2 * np.pi)
-                img[..., c] += rng.uniform(0.2, 1.0) * np.sin(2 * np.pi * (fx * xx + fy * yy) + phase)
-        cy, cx, ry, rx = rng.uniform(0.4, 0.6), rng.uniform(0.4, 0.6), rng.uniform(0.25, 0.4), rng.uniform(0.2, 0.3)
-        inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
-        img[inside] += rng.uniform(0.5, 1.5, size=3)
-        img = (img - img.min()) / (img.max() - img.min())
-        out[i] = np.round(img * 255).astype(np.uint8)
-    return out
 
 
 def hidden_states(images: np.ndarray, layers: tuple[int, ...]) -> dict[int, np.ndarray]:

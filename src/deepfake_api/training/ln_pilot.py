@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - a measurin
     from deepfake_api.detectors.encoder import ClipEncoder
     from deepfake_api.training.artefact import load_crops
     from deepfake_api.training.ensemble import _held_out
-    from deepfake_api.training.heads import load_cache
+    from deepfake_api.training.heads import _balanced_weights, load_cache
 
     t0 = time.monotonic()
     cache = load_cache(args.cache, args.split, ("l11_cls",))
@@ -118,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - a measurin
     z0 = _sample_ln(tf.constant(f0)).numpy()
     mean, scale = z0.mean(0), z0.std(0) + 1e-6
     y = cache.y[tr].astype(np.float32)
-    cell = np.char.add(cache.dataset[tr].astype(str), y.astype(int).astype(str))
-    sw = np.array([1.0 / (cell == c).sum() for c in cell], np.float32)
-    sw *= len(sw) / sw.sum()
+    sw = _balanced_weights(cache.y[tr], cache.dataset[tr]).astype(np.float32)
     sys.stderr.write(f"{len(tr)} training faces, {len(ho)} held out, {time.monotonic() - t0:.0f} s\n")
     for tune in (False, True):
         tf.random.set_seed(0)
