@@ -46,7 +46,7 @@ train: $(ASSETS)
 	$(BIN)/python -m deepfake_api.training.audit
 	$(BIN)/python -m deepfake_api.training.split
 	$(BIN)/python -m deepfake_api.training.features --out $(FEATURES)
-	$(BIN)/python -m deepfake_api.training.ensemble --cache $(FEATURES) --out models --report docs/model
+	$(BIN)/python -m deepfake_api.training.ensemble --cache $(FEATURES) --out models --report docs/model --c-grid 0.001 0.01
 	$(BIN)/python -m deepfake_api.training.report
 
 # The artefact CNN's leave-one-source-out runs (~100 min on 2 cores, resumable by epoch), then the
@@ -54,7 +54,7 @@ train: $(ASSETS)
 train-cnn: $(ASSETS)
 	$(BIN)/python -m deepfake_api.training.artefact --cache $(FEATURES) --runs $(ARTEFACT_RUNS)
 	$(BIN)/python -m deepfake_api.training.ensemble --cache $(FEATURES) --artefact-runs $(ARTEFACT_RUNS) \
-		--out models --report docs/model
+		--out models --report docs/model --c-grid 0.001 0.01
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -139,3 +139,30 @@ def test_mirrored_features_are_joined_to_the_cache_by_file_and_a_missing_face_is
     (tmp_path / "flip-0001.npz").unlink()
     with pytest.raises(SystemExit, match="no mirrored features"):
         variants.load_flipped(tmp_path, cache, KEYS)
+
+
+def test_the_centroid_head_reads_only_the_balanced_mean_shift_and_is_served_as_a_linear_head() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    cache, _ = _cache(seed=5)
+    # source "a" has three times the faces of a cell elsewhere: each cell's mean must still weigh the same
+    x, y, g = training_rows(cache, cache.split == "train", KEYS, sbi=False)
+    x = np.concatenate([x, x[g == "a"], x[g == "a"]])
+    y, g = np.concatenate([y, y[g == "a"], y[g == "a"]]), np.concatenate([g, g[g == "a"], g[g == "a"]])
+    head = variants.centroid_head(x, y, g, KEYS, c=1.0)
+    xs = (x - head.mean) / head.scale
+    cells = sorted({(s, lab) for s, lab in zip(g.tolist(), y.tolist(), strict=True)})
+    mu = [
+        np.mean([xs[(g == s) & (y == lab)].mean(0) for s, lab in cells if lab == want_label], 0)
+        for want_label in (0, 1)
+    ]
+    want = (mu[1] - mu[0]) / np.linalg.norm(mu[1] - mu[0])
+    assert np.allclose(head.coef / np.linalg.norm(head.coef), want, atol=1e-6)
+    assert float(head.coef @ want) > 0  # fakes score higher
+    served = LinearHead(head.to_json())
+    assert np.allclose(served.logits(cache.feats), head.logits(cache.feats))
+    # within each source with both labels it ranks fakes above reals (the fake-only source's own
+    # shift is in the mean difference too: across sources it is a weaker ranker, as in the real data)
+    for src in "abcd":
+        m = (cache.split == "test") & (cache.dataset == src)
+        assert roc_auc_score(cache.y[m], head.logits(cache.feats)[m]) > 0.8

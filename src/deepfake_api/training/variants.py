@@ -12,6 +12,7 @@ sees), and what the served decision rule would do with these scores.
     python -m deepfake_api.training.variants --cache <features> --variant dro --eta 1 --rounds 4
     python -m deepfake_api.training.variants --cache <features> --variant stack
     python -m deepfake_api.training.variants --cache <features> --variant novelty
+    python -m deepfake_api.training.variants --cache <features> --variant centroid [--sbi no] [--keys l11_cls]
 
 - probe: the served head (reference row).
 - invariant: before the logistic regression, project out of the standardised features the top
@@ -25,6 +26,9 @@ sees), and what the served decision rule would do with these scores.
 - flip: the probe, scoring each face as the mean logit of the crop and its mirror image (flip
   test-time augmentation; needs `python -m deepfake_api.training.features --out <features> --flip`
   first). It would run the encoder twice per face.
+- centroid: the difference of the (source-balanced) class means in standardised features, scaled
+  by a one-dimensional logistic fit: a probe with no fitted covariance (the most regularised linear
+  head), to see whether what the probe fits beyond the mean shift is what fails to carry over.
 - novelty: not a head: does the distance of a held-out face to its k-th nearest training face
   (standardised features) pick out the faces the probe ranks wrong? If it did, a band could widen for
   unfamiliar faces only.
@@ -122,6 +126,23 @@ def dro_head(
     return Head(keys, mean, scale, lr.coef_[0].astype(np.float64), float(lr.intercept_[0]), c), q
 
 
+def centroid_head(x: np.ndarray, y: np.ndarray, g: np.ndarray, keys: tuple[str, ...], c: float) -> Head:
+    """The difference of the class means in standardised features (each (source, label) cell's mean
+    weighs the same), scaled to probabilities by a one-dimensional logistic fit: the limit of a
+    linear probe regularised until only the mean shift is left; no covariance is fitted."""
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    xs = (x - mean) / scale
+    cells = [(src, label) for src in sorted(set(g.tolist())) for label in (0, 1) if ((g == src) & (y == label)).any()]
+    mu = {
+        label: np.mean([xs[(g == src) & (y == label)].mean(0) for src, lab in cells if lab == label], 0)
+        for label in (0, 1)
+    }
+    d = (mu[1] - mu[0]) / np.linalg.norm(mu[1] - mu[0])
+    z = (xs @ d)[:, None]
+    lr = LogisticRegression(C=c, max_iter=1000).fit(z, y, sample_weight=_balanced_weights(y, g))
+    return Head(keys, mean, scale, (d * lr.coef_[0, 0]).astype(np.float64), float(lr.intercept_[0]), c)
+
+
 def choose(cache: Cache, train: np.ndarray, val: np.ndarray, fit: Fit, grid: tuple[float, ...] = GRID) -> Head:
     """The fit whose mean per-source validation AUC is best over `grid` (as heads.choose_c)."""
     best: tuple[float, Head] | None = None
@@ -165,8 +186,8 @@ def _probe_one(cache: Cache, key: str, mask: np.ndarray, c: float) -> Head:
     return _probe(cache, mask, (key,), c)
 
 
-def _probe(cache: Cache, mask: np.ndarray, keys: tuple[str, ...], c: float) -> Head:
-    return choose_c(cache, mask, np.zeros(len(cache.y), bool), keys, True, (c,))
+def _probe(cache: Cache, mask: np.ndarray, keys: tuple[str, ...], c: float, sbi: bool = True) -> Head:
+    return choose_c(cache, mask, np.zeros(len(cache.y), bool), keys, sbi, (c,))
 
 
 def load_flipped(cache_dir: Path, cache: Cache, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -260,22 +281,28 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cache", type=Path, required=True)
     p.add_argument("--split", type=Path, default=Path("reports/data/split.csv"))
-    p.add_argument("--variant", choices=("probe", "invariant", "dro", "stack", "novelty", "flip"), required=True)
+    p.add_argument(
+        "--variant", choices=("probe", "invariant", "dro", "stack", "novelty", "flip", "centroid"), required=True
+    )
     p.add_argument("--k-real", type=int, default=3)
     p.add_argument("--k-fake", type=int, default=0)
     p.add_argument("--eta", type=float, default=1.0)
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--c-grid", type=float, nargs="+", default=list(GRID))
+    p.add_argument("--sbi", choices=("yes", "no"), default="yes", help="self-blended pseudo-fakes on the training side")
+    p.add_argument("--keys", nargs="+", help="feature keys (default: the served probe's)")
     args = p.parse_args(argv)
-    keys = STACK_KEYS if args.variant == "stack" else PROBE_KEYS
+    keys = tuple(args.keys) if args.keys else STACK_KEYS if args.variant == "stack" else PROBE_KEYS
+    sbi = args.sbi == "yes"
     cache = load_cache(args.cache, args.split, keys)
     grid = tuple(args.c_grid)
 
     def rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return training_rows(cache, mask, keys, True)
+        return training_rows(cache, mask, keys, sbi)
 
     fits: dict[str, Fit] = {
-        "probe": lambda mask, c: _probe(cache, mask, keys, c),
+        "probe": lambda mask, c: _probe(cache, mask, keys, c, sbi),
+        "centroid": lambda mask, c: centroid_head(*rows(mask), keys, c),
         "invariant": lambda mask, c: invariant_head(*rows(mask), keys, c, args.k_real, args.k_fake),
         "dro": lambda mask, c: dro_head(*rows(mask), keys, c, args.eta, args.rounds)[0],
         "novelty": lambda mask, c: _probe(cache, mask, keys, c),
@@ -290,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.variant == "novelty":
         extra["novelty"] = novelty(cache, parts)
     name = {"invariant": f"invariant k_real={args.k_real} k_fake={args.k_fake}", "dro": f"dro eta={args.eta}"}
+    extra.update(sbi=sbi, keys=list(keys))
     row = {**summarise(name.get(args.variant, args.variant), parts), "c_grid": list(grid), **extra}
     sys.stdout.write(json.dumps(row) + "\n")
     return 0
