@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import MODEL_PATH
+from tests.conftest import MODEL_PATH, ROOT
 from tests.utils.faces import face_jpeg, png_of
 from tests.utils.images import jpeg_bytes
 from tests.utils.problems import assert_problem
+
+SPLIT_CSV = ROOT / "reports" / "data" / "split.csv"
 
 
 def _post(client: TestClient, data: bytes, name: str = "face.jpg", **kw: object):  # type: ignore[no-untyped-def]
@@ -60,9 +63,17 @@ def test_predict_honours_an_incoming_request_id(client: TestClient) -> None:
     assert r.json()["request_id"] == "client-abc-123"
 
 
-IMAGES_PER_CLASS = 8
-MIN_AUC = {"lfw-faceswap": 0.9, "dfdc-faces": 0.6, "roboflow-ciplab": 0.9}
-"""Measured with the committed model on these 8 + 8 images: 1.0, 0.69, 1.0; a constant model scores 0.5."""
+IMAGES_PER_CLASS = 16
+MIN_AUC = {"lfw-faceswap": 0.9, "dfdc-faces": 0.65, "roboflow-ciplab": 0.85}
+"""Measured with the committed model (2026.12.05.2) on these 16 + 16 test-split images: 1.0, 0.789, 0.973; a
+constant model scores 0.5. The card's test-split AUCs are 0.993, 0.803 and 0.972."""
+
+
+def _test_split_files(source: str, label: str) -> list[str]:
+    """The first files of a source's test split (faces no head was fitted on), in file order."""
+    with SPLIT_CSV.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["dataset"] == source and r["label"] == label]
+    return sorted(r["file"] for r in rows if r["split"] == "test" and not r["excluded"])[:IMAGES_PER_CLASS]
 
 
 def test_predict_replaces_an_unsafe_request_id(client: TestClient) -> None:
@@ -77,7 +88,7 @@ def test_predict_ranks_dataset_fakes_above_reals(client: TestClient, dataset_dir
     """Behaviour, not shape: a model that answered a constant (or noise) fails here."""
     scores: dict[str, list[float]] = {"real": [], "fake": []}
     for label in scores:
-        for path in sorted((dataset_dir / source / label).glob("*.jpg"))[:IMAGES_PER_CLASS]:
+        for path in (dataset_dir / name for name in _test_split_files(source, label)):
             r = _post(client, path.read_bytes(), path.name)
             assert r.status_code == 200, r.text
             body = r.json()
@@ -88,7 +99,8 @@ def test_predict_ranks_dataset_fakes_above_reals(client: TestClient, dataset_dir
             expected = "fake" if body["score"] >= high else "real" if body["score"] <= low else "uncertain"
             assert body["label"] == expected  # the label is the card's band applied to the score
             scores[label].append(body["score"])
-    assert min(len(scores["real"]), len(scores["fake"])) >= IMAGES_PER_CLASS - 2
+    # a few photos hold no face the detector finds (roboflow: 13 and 14 of 16)
+    assert min(len(scores["real"]), len(scores["fake"])) >= IMAGES_PER_CLASS * 3 // 4
     # AUC: the share of (fake, real) pairs ranked the right way round (ties count half).
     pairs = [(f > r) + 0.5 * (f == r) for f in scores["fake"] for r in scores["real"]]
     assert sum(pairs) / len(pairs) >= MIN_AUC[source], scores

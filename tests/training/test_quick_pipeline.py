@@ -74,6 +74,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         True,
         root / "report",
         root / "artefact",
+        version="2099.01.01.1",
     )
     return root
 
@@ -106,6 +107,8 @@ def test_the_fitted_card_fuses_every_detector_and_the_service_serves_it(run: Pat
         r = client.post("/predict", files={"file": ("f.jpg", (run / "data/source-a/fake/0.jpg").read_bytes())})
     assert r.status_code == 200, r.text
     body = r.json()
+    assert body["model"]["version"] == card["version"] == "2099.01.01.1"
+    assert {d["version"] for d in card["detectors"]} == {"2099.01.01.1"}
     assert body["model"]["sha256"] == hashlib.sha256((run / "models" / "model_card.json").read_bytes()).hexdigest()
     assert [d["name"] for d in body["faces"][0]["detectors"]] == [d.name for d in ensemble.DETECTORS]
 

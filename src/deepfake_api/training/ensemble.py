@@ -270,6 +270,7 @@ def build(
     report: Path | None = None,
     artefact_runs: Path | None = None,
     c_grid: tuple[float, ...] = C_GRID,
+    version: str | None = None,
 ) -> dict[str, Any]:
     keys = tuple(dict.fromkeys([*(k for d in detectors for k in d.keys), *kinds.KEYS]))
     cache = load_cache(cache_dir, split_csv, keys)
@@ -296,7 +297,7 @@ def build(
         ffpp["leave_one_source_out"] = method_aucs(cache.files[_held_out(cache, FFPP)], *held_p[FFPP])
     band, floor = choose_band(held_p)
     out.mkdir(parents=True, exist_ok=True)
-    version = dt.date.today().strftime("%Y.%m.%d")
+    version = version or dt.date.today().strftime("%Y.%m.%d")
     entries, test_z, per_detector = [], [], {}
     for d in detectors:
         w1, b1 = fit_balanced_lr({s: (y, v[:, None]) for s, (y, v) in held[d.name].items()})
@@ -429,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--artefact-runs", type=Path, default=None, help="the runs of training/artefact.py")
     p.add_argument("--report", type=Path, default=None, help="also write the hold-out scores here (docs/model)")
+    p.add_argument("--version", default=None, help="the model's version (default: today, YYYY.MM.DD)")
     args = p.parse_args(argv)
     names = args.detectors or [d.name for d in DETECTORS if d.kind != "artefact_cnn" or args.artefact_runs]
     specs = tuple(
@@ -437,7 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         if d.name in names
     )
     grid = tuple(args.c_grid) if args.c_grid else C_GRID
-    card = build(args.cache, args.split, args.out, specs, not args.no_sbi, args.report, args.artefact_runs, grid)
+    card = build(
+        args.cache, args.split, args.out, specs, not args.no_sbi, args.report, args.artefact_runs, grid, args.version
+    )
     sys.stderr.write(json.dumps({k: card[k] for k in ("decision", "fusion")}, indent=1) + "\n")
     sys.stderr.write(json.dumps(card["metrics"]["per_detector_auc"]) + "\n")
     for part in ("leave_one_source_out", "test"):
