@@ -166,3 +166,24 @@ def test_the_centroid_head_reads_only_the_balanced_mean_shift_and_is_served_as_a
     for src in "abcd":
         m = (cache.split == "test") & (cache.dataset == src)
         assert roc_auc_score(cache.y[m], head.logits(cache.feats)[m]) > 0.8
+
+
+def test_the_early_stopped_head_fits_more_with_every_epoch_and_is_served_as_a_linear_head() -> None:
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    cache, _ = _cache(seed=6)
+    x, y, g = training_rows(cache, cache.split == "train", KEYS, sbi=False)
+    heads = [variants.early_head(x, y, g, KEYS, epochs=e) for e in (0, 1, 40)]
+    assert not heads[0].coef.any() and heads[0].intercept == 0.0  # no step taken: the zero start
+    train = cache.split == "train"
+    losses = [log_loss(cache.y[train], 1 / (1 + np.exp(-h.logits(cache.feats)[train])), labels=[0, 1]) for h in heads]
+    assert losses[0] > losses[1] > losses[2]
+    served = LinearHead(heads[2].to_json())
+    assert np.allclose(served.logits(cache.feats), heads[2].logits(cache.feats))
+    for src in "abcd":
+        m = (cache.split == "test") & (cache.dataset == src)
+        assert roc_auc_score(cache.y[m], heads[2].logits(cache.feats)[m]) > 0.8
+    # a subset of at most 10 rows per (source, label) cell: a different fit, drawn the same way twice
+    small = [variants.early_head(x, y, g, KEYS, epochs=2, per_cell=10) for _ in range(2)]
+    assert np.array_equal(small[0].coef, small[1].coef)
+    assert not np.allclose(small[0].mean, x.mean(axis=0))

@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - a measurin
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--l2", type=float, default=1e-3)
     p.add_argument("--first-block", type=int, default=11, help="tune the LayerNorms of this block and every later one")
+    p.add_argument("--tuned-only", action="store_true", help="skip the frozen baseline (same head, same faces)")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:  # pragma: no cover - a measurin
     y = cache.y[tr].astype(np.float32)
     sw = _balanced_weights(cache.y[tr], cache.dataset[tr]).astype(np.float32)
     sys.stderr.write(f"{len(tr)} training faces, {len(ho)} held out, {time.monotonic() - t0:.0f} s\n")
-    for tune in (False, True):
+    for tune in (True,) if args.tuned_only else (False, True):
         tf.random.set_seed(0)
         ln = [tf.Variable(v) for v in init]
         hw, hb = tf.Variable(tf.zeros(WIDTH)), tf.Variable(0.0)

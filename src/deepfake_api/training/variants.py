@@ -13,6 +13,7 @@ sees), and what the served decision rule would do with these scores.
     python -m deepfake_api.training.variants --cache <features> --variant stack
     python -m deepfake_api.training.variants --cache <features> --variant novelty
     python -m deepfake_api.training.variants --cache <features> --variant centroid [--sbi no] [--keys l11_cls]
+    python -m deepfake_api.training.variants --cache <features> --variant early --epochs 1 --per-cell 110 --c-grid 1
 
 - probe: the served head (reference row).
 - invariant: before the logistic regression, project out of the standardised features the top
@@ -29,6 +30,8 @@ sees), and what the served decision rule would do with these scores.
 - centroid: the difference of the (source-balanced) class means in standardised features, scaled
   by a one-dimensional logistic fit: a probe with no fitted covariance (the most regularised linear
   head), to see whether what the probe fits beyond the mean shift is what fails to carry over.
+- early: a logistic head trained by Adam from zero for `--epochs` and stopped there, on at most
+  `--per-cell` rows per (source, label) (ln_pilot's frozen baseline, on the cached features).
 - novelty: not a head: does the distance of a held-out face to its k-th nearest training face
   (standardised features) pick out the faces the probe ranks wrong? If it did, a band could widen for
   unfamiliar faces only.
@@ -141,6 +144,44 @@ def centroid_head(x: np.ndarray, y: np.ndarray, g: np.ndarray, keys: tuple[str, 
     z = (xs @ d)[:, None]
     lr = LogisticRegression(C=c, max_iter=1000).fit(z, y, sample_weight=_balanced_weights(y, g))
     return Head(keys, mean, scale, (d * lr.coef_[0, 0]).astype(np.float64), float(lr.intercept_[0]), c)
+
+
+def early_head(
+    x: np.ndarray,
+    y: np.ndarray,
+    g: np.ndarray,
+    keys: tuple[str, ...],
+    epochs: int,
+    per_cell: int = 0,
+    lr: float = 1e-3,
+    l2: float = 1e-3,
+    seed: int = 0,
+) -> Head:
+    """A logistic head trained by Adam from zero for a few epochs and stopped there (as ln_pilot's
+    frozen baseline): batches of 32, each (source, label) cell weighing the same, an L2 penalty on
+    the weights; `per_cell` > 0 first draws at most that many rows per cell."""
+    rng = np.random.default_rng(seed)
+    if per_cell > 0:
+        cells = sorted({(s, int(v)) for s, v in zip(g.tolist(), y.tolist(), strict=True)})
+        take = np.concatenate([rng.permutation(np.flatnonzero((g == s) & (y == v)))[:per_cell] for s, v in cells])
+        x, y, g = x[take], y[take], g[take]
+    mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    xs, yf = (x - mean) / scale, y.astype(np.float64)
+    sw = _balanced_weights(y, g)
+    w, b = np.zeros(xs.shape[1]), 0.0
+    m, v, t = np.zeros(len(w) + 1), np.zeros(len(w) + 1), 0
+    for _ in range(epochs):
+        order = rng.permutation(len(xs))
+        for i in range(0, len(order), 32):
+            j = order[i : i + 32]
+            err = sw[j] * (sigmoid(xs[j] @ w + b) - yf[j]) / len(j)
+            grad = np.concatenate([xs[j].T @ err + 2 * l2 * w, [err.sum()]])
+            t += 1
+            m = 0.9 * m + 0.1 * grad
+            v = 0.999 * v + 0.001 * grad**2
+            step = lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-7)
+            w, b = w - step[:-1], b - float(step[-1])
+    return Head(keys, mean, scale, w.astype(np.float64), float(b), float(epochs))
 
 
 def choose(cache: Cache, train: np.ndarray, val: np.ndarray, fit: Fit, grid: tuple[float, ...] = GRID) -> Head:
@@ -282,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, required=True)
     p.add_argument("--split", type=Path, default=Path("reports/data/split.csv"))
     p.add_argument(
-        "--variant", choices=("probe", "invariant", "dro", "stack", "novelty", "flip", "centroid"), required=True
+        "--variant",
+        choices=("probe", "invariant", "dro", "stack", "novelty", "flip", "centroid", "early"),
+        required=True,
     )
     p.add_argument("--k-real", type=int, default=3)
     p.add_argument("--k-fake", type=int, default=0)
@@ -291,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--c-grid", type=float, nargs="+", default=list(GRID))
     p.add_argument("--sbi", choices=("yes", "no"), default="yes", help="self-blended pseudo-fakes on the training side")
     p.add_argument("--keys", nargs="+", help="feature keys (default: the served probe's)")
+    p.add_argument("--no-aug", action="store_true", help="leave out the degraded copies of the training faces")
+    p.add_argument("--epochs", type=int, default=1, help="early: epochs of Adam before it stops")
+    p.add_argument("--per-cell", type=int, default=0, help="early: at most this many rows per (source, label); 0: all")
     args = p.parse_args(argv)
     keys = tuple(args.keys) if args.keys else STACK_KEYS if args.variant == "stack" else PROBE_KEYS
     sbi = args.sbi == "yes"
@@ -298,11 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     grid = tuple(args.c_grid)
 
     def rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return training_rows(cache, mask, keys, sbi)
+        return training_rows(cache, mask, keys, sbi, aug=not args.no_aug)
 
     fits: dict[str, Fit] = {
         "probe": lambda mask, c: _probe(cache, mask, keys, c, sbi),
         "centroid": lambda mask, c: centroid_head(*rows(mask), keys, c),
+        "early": lambda mask, c: early_head(*rows(mask), keys, args.epochs, args.per_cell),
         "invariant": lambda mask, c: invariant_head(*rows(mask), keys, c, args.k_real, args.k_fake),
         "dro": lambda mask, c: dro_head(*rows(mask), keys, c, args.eta, args.rounds)[0],
         "novelty": lambda mask, c: _probe(cache, mask, keys, c),
@@ -317,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.variant == "novelty":
         extra["novelty"] = novelty(cache, parts)
     name = {"invariant": f"invariant k_real={args.k_real} k_fake={args.k_fake}", "dro": f"dro eta={args.eta}"}
-    extra.update(sbi=sbi, keys=list(keys))
+    extra.update(sbi=sbi, aug=not args.no_aug, keys=list(keys))
+    if args.variant == "early":
+        extra.update(epochs=args.epochs, per_cell=args.per_cell)
     row = {**summarise(name.get(args.variant, args.variant), parts), "c_grid": list(grid), **extra}
     sys.stdout.write(json.dumps(row) + "\n")
     return 0
