@@ -128,7 +128,7 @@ def _held_out(cache: Cache, src: str) -> np.ndarray:
     return cache.held_out(src, np.ones(len(cache.y), bool), cache.split == "test")
 
 
-def pooled(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pool_hold_outs(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every hold-out's (labels, scores) together, with weights under which each source and label
     weighs the same in total."""
     ys, zs, ws = [], [], []
@@ -145,7 +145,7 @@ def pooled(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray,
 def fit_balanced_lr(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, float]:
     """Weights and bias of a logistic regression on pooled hold-out logits (N x detectors), each
     source and label weighing the same."""
-    y, z, w = pooled(parts)
+    y, z, w = pool_hold_outs(parts)
     lr = LogisticRegression(C=1e6).fit(z, y, sample_weight=w * len(w) / w.sum())
     return lr.coef_[0].astype(np.float64), float(lr.intercept_[0])
 
@@ -283,7 +283,7 @@ def build(
     tensors = pooled.Tensors.of(cache) if any(d.head == "pooled" for d in detectors) else None
     held = {
         d.name: artefact_loso(cache, artefact_runs)
-        if d.kind == "artefact_cnn"
+        if d.kind == "artefact_cnn" and artefact_runs is not None
         else head_loso(cache, d, sbi, tensors, c_grid)
         for d in detectors
     }
@@ -314,7 +314,7 @@ def build(
             cfg = pooled.Config()
             ph, arrays, log = pooled.fit(cache, tensors, cache.split == "train", cache.split == "val", cfg, sbi=sbi)
             z, own = ph.logits_from_blocks(tensors.x), out / f"{d.name}.npz"
-            np.savez(own, **arrays)
+            np.savez(own, **arrays)  # type: ignore[arg-type]  # numpy stubs read **kwds as allow_pickle
             entry.update(what=d.what, self_blended_pseudo_fakes=sbi, degraded_copies=bool(cache.aug_feats))
             entry["training"] = {**cfg.__dict__, **log}
         else:

@@ -55,7 +55,14 @@ from sklearn.metrics import roc_auc_score
 
 from deepfake_api.detectors.clip_head import design
 from deepfake_api.detectors.fusion import sigmoid
-from deepfake_api.training.ensemble import BandCheck, _held_out, choose_band, fit_balanced_lr, fit_fusion, pooled
+from deepfake_api.training.ensemble import (
+    BandCheck,
+    _held_out,
+    choose_band,
+    fit_balanced_lr,
+    fit_fusion,
+    pool_hold_outs,
+)
 from deepfake_api.training.heads import (
     Cache,
     Head,
@@ -261,7 +268,7 @@ def flip_parts(cache: Cache, flipped: dict[str, np.ndarray], keys: tuple[str, ..
 
 def pooled_auc(parts: Parts) -> float:
     """AUC over all hold-outs together, every (source, label) weighing the same."""
-    y, z, w = pooled(parts)
+    y, z, w = pool_hold_outs(parts)
     return float(roc_auc_score(y, z, sample_weight=w))
 
 
